@@ -1,0 +1,1 @@
+"""onair — the platform library."""

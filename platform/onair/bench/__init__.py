@@ -1,0 +1,1 @@
+"""Benchmarks behind `onair bench`; each module exposes register(app) and prints a JSON line last."""

@@ -1,0 +1,1 @@
+"""The one CLI, ``onair``: devstack, serve, bench, pgo, logs, demo."""

@@ -1,0 +1,32 @@
+"""``onair demo``: bring the devstack up in the foreground and stop it cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from onair.cli.common import console
+from onair.cli.devstack import print_env, start_stack
+
+
+def command(
+    root: Annotated[Path, typer.Option(envvar="ONAIR_DEVSTACK_DIR", help="State and data folder.")] = Path(
+        ".onair"
+    ),
+    seconds: Annotated[float, typer.Option(help="Stop by itself after this long (0: wait for Ctrl-C).")] = 0,
+) -> None:
+    """Run the demo: servers up, where everything listens, Ctrl-C stops it all."""
+    stack = start_stack(root, None, "memory", None, [])
+    console.print("[bold]onair demo is up.[/] Servers and their URLs:")
+    print_env(stack)
+    console.print("Press Ctrl-C to stop.")
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait(seconds or None)
+    pids = stack.down()
+    console.print(f"stopped {len(pids)} server(s); bye")

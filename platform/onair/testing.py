@@ -1,0 +1,148 @@
+"""Pytest fixtures on real servers, started by the same code as ``onair devstack up``.
+
+Enable with ``pytest_plugins = ["onair.testing"]``. Session-wide: ``devstack`` (Valkey, NATS, S3,
+Kafka with memory storage), ``valkey_url``, ``nats_url``, ``kafka_bootstrap``, ``s3_endpoint``.
+Per test: ``database_url`` (parametrised: a fresh SQLite file and a fresh PostgreSQL database from
+``ONAIR_TEST_POSTGRES_URL``), ``servers`` (stop/start/restart a session server mid-test; all are
+running again afterwards) and ``private_devstack`` (a stack of the test's own, e.g. a broker with
+S3 storage that survives restarts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from onair.devstack import Devstack, RunningServer
+
+POSTGRES_ENV = "ONAIR_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devstack]:
+    stack = Devstack(tmp_path_factory.mktemp("devstack"))
+    stack.up()
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def valkey_url(devstack: Devstack) -> str:
+    return devstack.env()["ONAIR_VALKEY_URL"]
+
+
+@pytest.fixture(scope="session")
+def nats_url(devstack: Devstack) -> str:
+    return devstack.env()["ONAIR_NATS_URL"]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(devstack: Devstack) -> str:
+    return devstack.env()["ONAIR_KAFKA_BOOTSTRAP"]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(devstack: Devstack) -> str:
+    env = devstack.env()
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        os.environ.setdefault(key, env[key])
+    return env["ONAIR_S3_ENDPOINT_URL"]
+
+
+class ServerControl:
+    """Stop, start or restart servers of the session stack; ``restore()`` starts any left down."""
+
+    def __init__(self, stack: Devstack) -> None:
+        self.stack = stack
+        self._touched: set[str] = set()
+
+    def stop(self, name: str, *, hard: bool = False) -> RunningServer:
+        self._touched.add(name)
+        return self.stack.stop_server(name, hard=hard)
+
+    def start(self, name: str) -> RunningServer:
+        return self.stack.start_server(name)
+
+    def restart(self, name: str, *, hard: bool = False) -> RunningServer:
+        self._touched.add(name)
+        return self.stack.restart_server(name, hard=hard)
+
+    def restore(self) -> None:
+        for name in sorted(self._touched):
+            self.stack.start_server(name)
+
+
+@pytest.fixture
+def servers(devstack: Devstack) -> Iterator[ServerControl]:
+    control = ServerControl(devstack)
+    try:
+        yield control
+    finally:
+        control.restore()
+
+
+@pytest.fixture
+def private_devstack(tmp_path: Path) -> Iterator[Callable[..., Devstack]]:
+    """Factory: ``stack = private_devstack(servers=("s3", "kafka"), kafka_storage="s3")``."""
+    made: list[Devstack] = []
+
+    def make(**kwargs: object) -> Devstack:
+        stack = Devstack(tmp_path / f"stack{len(made)}", **kwargs)  # type: ignore[arg-type]
+        made.append(stack)
+        stack.up()
+        return stack
+
+    try:
+        yield make
+    finally:
+        for stack in made:
+            stack.down()
+
+
+def _postgres_admin_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+async def _pg_admin(url: str, sql: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    conn = await asyncpg.connect(
+        host=u.host or "127.0.0.1",
+        port=u.port or 5432,
+        user=u.username or "postgres",
+        password=u.password,
+        database=u.database or "postgres",
+    )
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database per test: SQLite file, or a new PostgreSQL database (dropped after)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    admin = _postgres_admin_url()
+    if admin is None:
+        pytest.skip(f"{POSTGRES_ENV} is not set (.ci/run sets it); PostgreSQL cases not run")
+    from sqlalchemy.engine import make_url
+
+    name = f"onair_t_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(admin, f'CREATE DATABASE "{name}"'))
+    url = make_url(admin).set(drivername="postgresql+asyncpg", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,0 +1,3 @@
+from onair.db.migrations import run_env
+
+run_env(None)

@@ -1,0 +1,45 @@
+"""Engines for both databases, SQLite pragmas, and per-service Alembic migrations."""
+
+from pathlib import Path
+
+import pytest
+from onair.db import create_engine, migrate, normalize_url, session_factory
+from sqlalchemy import text
+
+MIGRATIONS = str(Path(__file__).parent / "demo_migrations")
+
+
+def test_normalize_url() -> None:
+    assert normalize_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert normalize_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    with pytest.raises(ValueError, match="unsupported database URL scheme 'mysql'"):
+        normalize_url("mysql://h/db")
+    with pytest.raises(ValueError, match="has no scheme"):
+        normalize_url("just-a-file.db")
+
+
+async def test_migrate_and_use_session(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine, MIGRATIONS)
+        await migrate(engine, MIGRATIONS)  # already at head: no-op
+        sessions = session_factory(engine)
+        async with sessions() as session, session.begin():
+            await session.execute(text("INSERT INTO demo_item (name) VALUES ('a'), ('b')"))
+        async with sessions() as session:
+            names = (await session.execute(text("SELECT name FROM demo_item ORDER BY name"))).scalars().all()
+            version = (await session.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+        assert names == ["a", "b"]
+        assert version == "0001"
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_runs_in_wal_with_busy_timeout(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'nested' / 'x.db'}")
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one() == 5000
+    finally:
+        await engine.dispose()
