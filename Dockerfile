@@ -1,0 +1,17 @@
+# One image for every onair service; the command picks the service: `onair serve <name>`.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY platform platform
+COPY services services
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 onair
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER onair
+WORKDIR /home/onair
+ENV ONAIR_HOST=0.0.0.0 ONAIR_PORT=8000 PYTHONUNBUFFERED=1
+EXPOSE 8000
+ENTRYPOINT ["onair", "serve"]
