@@ -48,7 +48,9 @@ class BuildPipeline(HttpUser):
     @task(3)
     def pull_merged(self) -> None:
         with self.client.get(
-            f"/v1/profiles/{random.choice(APPS)}/merged?limit=32", name="/v1/profiles/{app}/merged", catch_response=True
+            f"/v1/profiles/{random.choice(APPS)}/merged?limit=32",
+            name="/v1/profiles/{app}/merged",
+            catch_response=True,
         ) as resp:
             if resp.status_code == 200:
                 gzip.decompress(resp.content)  # a broken body fails the request

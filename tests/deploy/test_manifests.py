@@ -57,7 +57,9 @@ def test_same_environment_names_everywhere(devstack: Devstack) -> None:
     exported = set(devstack.env()) - {"DATABASE_URL"}
     compose_env = set(_compose()["x-onair-env"])
     k8s = _kustomize("k8s/base")
-    config = next(d for d in k8s if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("onair-config"))
+    config = next(
+        d for d in k8s if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("onair-config")
+    )
     secret = next(d for d in k8s if d["kind"] == "Secret" and d["metadata"]["name"].startswith("onair-s3"))
     k8s_env = set(config["data"]) | set(secret["data"])
     assert exported <= compose_env

@@ -4,6 +4,7 @@ import asyncio
 import uuid
 
 import pytest
+
 from onair.clients import KafkaClient, NatsClient, ValkeyClient, lifespan
 from onair.config import timeouts
 

@@ -3,8 +3,9 @@
 from pathlib import Path
 
 import pytest
-from onair.db import create_engine, migrate, normalize_url, session_factory
 from sqlalchemy import text
+
+from onair.db import create_engine, migrate, normalize_url, session_factory
 
 MIGRATIONS = str(Path(__file__).parent / "demo_migrations")
 

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from onair.cli.main import app
 from onair.devstack import Devstack, DevstackError
 from onair.devstack.process import alive
-from typer.testing import CliRunner
 
 
 def test_session_stack_runs_all_servers(devstack: Devstack) -> None:

@@ -5,6 +5,7 @@ import logging
 
 import orjson
 import pytest
+
 from onair.logging import MANDATORY_FIELDS, LogContractError, configure_logging, get_logger, request_context
 
 
