@@ -1,0 +1,227 @@
+"""``FanoutBridge``: NATS delivers each message to the process once; the bridge appends it to a log.
+
+One NATS subscription per subject pattern per process feeds one :class:`FanoutLog`; every local
+viewer of that pattern is a cursor on the log. Publishing goes through the base
+:class:`onair.clients.NatsClient`.
+
+Losing the NATS connection is never silent: when the client reports a disconnect, every log fed by
+a core NATS subscription gets a ``Gap(missed=None, reason="disconnected")`` marker (messages
+published while the link is down are lost for core NATS, and how many cannot be known). Readers see
+the marker in order, between the last message before and the first message after the outage.
+
+Subjects that need history (the last N chat messages for a viewer who joins) are fed from
+JetStream instead, by an ordered push consumer that starts N messages back in the stream. The log
+then retains that history for joiners (``subscribe(pattern, last=N)``), and after a reconnect the
+ordered consumer resumes at the next stream sequence, so such logs need no gap marker.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from onair.clients.base import Lifecycle
+from onair.clients.nats import NatsClient
+from onair.fanout import metrics
+from onair.fanout.log import FanoutLog, Subscription
+from onair.logging import get_logger
+
+log = get_logger("onair.fanout.bridge")
+
+
+@dataclass(slots=True)
+class FanoutMessage:
+    """One NATS message as stored once in a log and shared by every reader.
+
+    ``seq`` is its position in the log. Transport encodings are computed once per message, on
+    first use, and shared by every connection (:meth:`sse_frame`, :meth:`ws_text`).
+    """
+
+    subject: str
+    data: bytes
+    seq: int
+    received_at: float
+    headers: dict[str, str] | None = None
+    stream_seq: int | None = None
+    _sse: bytes | None = field(default=None, repr=False, compare=False)
+    _ws: str | None = field(default=None, repr=False, compare=False)
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+    def sse_frame(self) -> bytes:
+        """``id: <seq>`` + ``data:`` lines, encoded once for all viewers."""
+        frame = self._sse
+        if frame is None:
+            lines = self.text().splitlines() or [""]
+            body = "".join(f"data: {line}\n" for line in lines)
+            frame = self._sse = f"id: {self.seq}\n{body}\n".encode()
+        return frame
+
+    def ws_text(self) -> str:
+        """``{"type": "message", "seq", "subject", "data"}`` as JSON text, encoded once."""
+        text = self._ws
+        if text is None:
+            import orjson
+
+            text = self._ws = orjson.dumps(
+                {"type": "message", "seq": self.seq, "subject": self.subject, "data": self.text()}
+            ).decode()
+        return text
+
+
+@dataclass
+class _Feed:
+    pattern: str
+    log: FanoutLog[FanoutMessage]
+    nats_sub: NatsSubscription | None = None
+    jetstream: bool = False
+
+
+class FanoutBridge(Lifecycle):
+    """Feeds local :class:`FanoutLog` s from NATS, one subscription per subject pattern.
+
+    ``await bridge.subscribe("onair.chat.room1")`` -> a :class:`Subscription` of
+    :class:`FanoutMessage`. The first call for a pattern subscribes to NATS; later calls only add a
+    cursor. ``capacity`` is the number of entries each log retains (the window a slow reader has).
+    The client is started by the bridge when needed and closed by it only if ``own_client``.
+    """
+
+    def __init__(self, client: NatsClient, *, capacity: int = 1024, own_client: bool = False) -> None:
+        self.client = client
+        self.capacity = capacity
+        self.own_client = own_client
+        self._feeds: dict[str, _Feed] = {}
+        self._closed = False
+        self._hooked = False
+        self._down = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.client.start()
+        if not self._hooked:
+            self.client.on_disconnect(self._on_disconnect)
+            self.client.on_reconnect(self._on_reconnect)
+            self._hooked = True
+        metrics.ensure_registered()
+
+    async def close(self) -> None:
+        """Unsubscribe from NATS and close every log (readers finish what is retained, then stop)."""
+        if self._closed:
+            return
+        self._closed = True
+        feeds, self._feeds = self._feeds, {}
+        for feed in feeds.values():
+            if feed.nats_sub is not None and self.client._nc is not None and self.client.raw.is_connected:
+                try:
+                    await feed.nats_sub.unsubscribe()
+                except Exception as exc:  # pragma: no cover - best effort at shutdown
+                    log.warning("fanout.unsubscribe_failed", pattern=feed.pattern, error=str(exc))
+            feed.log.close()
+        if self.own_client:
+            await self.client.close()
+
+    # -- feeds -------------------------------------------------------------------------------------
+    def log_for(self, pattern: str) -> FanoutLog[FanoutMessage] | None:
+        feed = self._feeds.get(pattern)
+        return feed.log if feed else None
+
+    async def feed(
+        self, pattern: str, *, history: int = 0, stream: str | None = None
+    ) -> FanoutLog[FanoutMessage]:
+        """The log fed by ``pattern``, subscribing to NATS the first time (idempotent).
+
+        With ``history > 0`` the feed comes from JetStream (``stream`` or the stream that captures
+        ``pattern``): the log starts with the last ``history`` messages of the stream that match.
+        """
+        if self._closed:
+            raise RuntimeError("FanoutBridge is closed")
+        existing = self._feeds.get(pattern)
+        if existing is not None:
+            return existing.log
+        await self.start()
+        flog: FanoutLog[FanoutMessage] = FanoutLog(self.capacity, name=pattern)
+        feed = _Feed(pattern, flog, jetstream=history > 0)
+        self._feeds[pattern] = feed
+
+        async def on_msg(msg: Msg) -> None:
+            if flog.closed:
+                return
+            stream_seq = None
+            if feed.jetstream and msg.reply:
+                try:
+                    stream_seq = msg.metadata.sequence.stream
+                except Exception:  # pragma: no cover - not a JetStream delivery
+                    stream_seq = None
+            flog.publish(
+                FanoutMessage(msg.subject, msg.data, flog.head, time.time(), msg.headers, stream_seq)
+            )
+
+        try:
+            if history > 0:
+                feed.nats_sub = await self._subscribe_jetstream(pattern, history, stream, on_msg)
+            else:
+                feed.nats_sub = await self.client.subscribe(
+                    pattern, cb=on_msg, pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30
+                )
+        except BaseException:
+            self._feeds.pop(pattern, None)
+            flog.close()
+            raise
+        log.info("fanout.feed_started", pattern=pattern, jetstream=feed.jetstream, capacity=self.capacity)
+        return flog
+
+    async def _subscribe_jetstream(
+        self, pattern: str, history: int, stream: str | None, on_msg: object
+    ) -> NatsSubscription:
+        js = self.client.jetstream()
+        name = stream or await js.find_stream_name_by_subject(pattern)
+        info = await js.stream_info(name)
+        last = info.state.last_seq
+        start = max(1, last - history + 1)
+        return await js.subscribe(
+            pattern,
+            stream=name,
+            cb=on_msg,  # type: ignore[arg-type]
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start),
+            pending_msgs_limit=1_000_000,
+            pending_bytes_limit=1 << 30,
+        )
+
+    async def subscribe(
+        self, pattern: str, *, last: int = 0, history: int = 0, stream: str | None = None
+    ) -> Subscription[FanoutMessage]:
+        """A new local cursor on ``pattern``'s log; ``last=n`` replays up to n retained messages."""
+        flog = await self.feed(pattern, history=history, stream=stream)
+        return flog.subscribe(last=last)
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        await self.client.publish(subject, data, headers=headers)
+
+    # -- connection events -----------------------------------------------------------------------
+    def _mark_gaps(self, why: str) -> None:
+        for feed in self._feeds.values():
+            if feed.jetstream or feed.log.closed:
+                continue
+            feed.log.mark_gap("disconnected")
+            metrics.upstream_gap(feed.pattern)
+        log.warning("fanout.upstream_gap", reason=why, feeds=len(self._feeds))
+
+    async def _on_disconnect(self) -> None:
+        if self._closed or self._down:
+            return
+        self._down = True
+        self._mark_gaps("nats disconnected")
+
+    async def _on_reconnect(self) -> None:
+        if self._closed:
+            return
+        if not self._down:  # reconnected without a disconnect report: messages may still be lost
+            self._mark_gaps("nats reconnected")
+        self._down = False
+        log.info("fanout.reconnected", feeds=len(self._feeds))

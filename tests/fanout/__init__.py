@@ -1,0 +1,1 @@
+"""Tests of onair.fanout: the shared log, the NATS bridge, the SSE and WebSocket endpoints."""
