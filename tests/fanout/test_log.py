@@ -10,6 +10,7 @@ import weakref
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from onair.fanout import FanoutLog, Gap, LogClosed, Subscription
 
 
