@@ -8,6 +8,7 @@ profile store) are built on them rather than on the raw libraries.
 from onair.clients.base import Lifecycle, lifespan
 from onair.clients.kafka import KafkaClient
 from onair.clients.nats import NatsClient
+from onair.clients.s3 import S3Client
 from onair.clients.valkey import ValkeyClient
 
-__all__ = ["KafkaClient", "Lifecycle", "NatsClient", "ValkeyClient", "lifespan"]
+__all__ = ["KafkaClient", "Lifecycle", "NatsClient", "S3Client", "ValkeyClient", "lifespan"]

@@ -1,0 +1,1 @@
+"""profstore: the PGO profile store service (upload, list, merge, delete, view). See docs/pgo.md."""
