@@ -168,6 +168,8 @@ class FanoutBridge(Lifecycle):
                 feed.nats_sub = await self.client.subscribe(
                     pattern, cb=on_msg, pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30
                 )
+            # The subscription is in effect at the server when feed() returns.
+            await self.client.raw.flush(timeout=max(1, round(self.client.timeout_s)))
         except BaseException:
             self._feeds.pop(pattern, None)
             flog.close()

@@ -1,0 +1,119 @@
+"""A small ASGI app serving fan-out topics over SSE and WebSocket, and a helper to run it in-loop.
+
+``create_app(source)`` routes ``GET /sse/{topic}`` and ``WS /ws/{topic}``; ``source(topic, last)``
+returns a new :class:`Subscription` (``bridge_source(bridge, subject_of)`` builds one on a
+:class:`FanoutBridge`). Query parameters: ``last`` (replay up to n retained entries) and ``policy``
+(``skip`` or ``disconnect``, the slow-client policy; the app's default otherwise).
+
+``running_server(app)`` runs uvicorn inside the current event loop on a free loopback port and
+yields its base URL (tests, the benchmark).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+from starlette.responses import Response
+
+from onair.fanout.bridge import FanoutBridge
+from onair.fanout.log import Subscription
+from onair.fanout.sse import SlowClientPolicy, sse_response
+from onair.fanout.ws import serve_websocket
+
+Source = Callable[[str, int], Awaitable[Subscription[Any]]]
+
+
+def bridge_source(bridge: FanoutBridge, subject_of: Callable[[str], str]) -> Source:
+    """Topics of the app -> NATS subjects of the bridge (``subject_of("room1")``)."""
+
+    async def source(topic: str, last: int) -> Subscription[Any]:
+        return await bridge.subscribe(subject_of(topic), last=last)
+
+    return source
+
+
+def create_app(
+    source: Source,
+    *,
+    heartbeat_s: float = 15.0,
+    policy: SlowClientPolicy = "skip",
+    max_lag: int | None = None,
+    send_timeout_s: float | None = None,
+) -> FastAPI:
+    app = FastAPI(title="onair fan-out")
+
+    @app.get("/sse/{topic}")
+    async def sse(topic: str, last: int = 0, policy: SlowClientPolicy | None = None) -> Response:
+        sub = await source(topic, last)
+        return sse_response(
+            sub,
+            heartbeat_s=heartbeat_s,
+            slow_client=policy or default_policy,
+            max_lag=max_lag,
+            send_timeout_s=send_timeout_s,
+        )
+
+    @app.websocket("/ws/{topic}")
+    async def ws(
+        websocket: WebSocket, topic: str, last: int = 0, policy: SlowClientPolicy | None = None
+    ) -> None:
+        sub = await source(topic, last)
+        await serve_websocket(
+            websocket,
+            sub,
+            heartbeat_s=heartbeat_s,
+            slow_client=policy or default_policy,
+            max_lag=max_lag,
+            send_timeout_s=send_timeout_s,
+        )
+
+    default_policy = policy
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def running_server(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, **config: Any
+) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn in this loop; yield ``http://host:port``; stop it on exit."""
+    import uvicorn
+
+    cfg = uvicorn.Config(
+        app,
+        host=host,
+        port=port or free_port(),
+        log_config=None,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+        **config,
+    )
+    server = uvicorn.Server(cfg)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(20):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("uvicorn stopped during start-up")
+                await asyncio.sleep(0.01)
+        yield f"http://{host}:{cfg.port}"
+    finally:
+        server.should_exit = True
+        try:
+            async with asyncio.timeout(5):
+                await task
+        except TimeoutError:  # pragma: no cover - stuck connections
+            server.force_exit = True
+            task.cancel()

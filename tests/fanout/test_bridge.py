@@ -1,0 +1,132 @@
+"""FanoutBridge on a real NATS server: one NATS subscription for thousands of local viewers,
+a gap (not silence) when NATS restarts, JetStream history for joiners."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from onair.clients import NatsClient
+from onair.fanout import Gap, Subscription
+from onair.fanout.bridge import FanoutBridge, FanoutMessage
+from onair.testing import ServerControl
+
+
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+async def read(sub: Subscription[FanoutMessage], n: int) -> list[FanoutMessage | Gap]:
+    out: list[FanoutMessage | Gap] = []
+    async for item in sub:
+        out.append(item)
+        if len(out) == n:
+            break
+    return out
+
+
+def payloads(items: list[FanoutMessage | Gap]) -> list[str]:
+    return [i.text() if isinstance(i, FanoutMessage) else f"gap:{i.reason}" for i in items]
+
+
+async def test_thousands_of_local_subscribers_share_one_nats_subscription(nats_url: str) -> None:
+    p = prefix()
+    async with (
+        NatsClient(nats_url, subject_prefix=p) as sub_client,
+        NatsClient(nats_url, subject_prefix=p) as pub,
+    ):
+        bridge = FanoutBridge(sub_client, capacity=256)
+        pattern = sub_client.subject("live", "*")
+        subs = [await bridge.subscribe(pattern) for _ in range(3000)]
+        assert len(sub_client.raw._subs) == 1  # one NATS subscription for 3,000 viewers
+        readers = [asyncio.create_task(read(s, 200)) for s in subs]
+        for i in range(200):
+            await pub.publish(pub.subject("live", "room1"), str(i).encode())
+        await pub.raw.flush()
+        results = await asyncio.wait_for(asyncio.gather(*readers), 60)
+        expected = [str(i) for i in range(200)]
+        for got in results:
+            assert payloads(got) == expected
+        first = results[0][0]
+        assert isinstance(first, FanoutMessage) and first.subject == f"{p}.live.room1" and first.seq == 0
+        assert results[1][0] is first  # stored once, shared by every reader
+        await bridge.close()
+        assert await asyncio.wait_for(read(subs[0], 1), 2) == []  # closed bridge ends subscriptions
+
+
+async def test_nats_restart_mid_stream_gives_a_gap_not_silence(nats_url: str, servers: ServerControl) -> None:
+    p = prefix()
+    up = asyncio.Event()
+    async with (
+        NatsClient(nats_url, subject_prefix=p) as client,
+        NatsClient(nats_url, subject_prefix=p) as pub,
+    ):
+
+        async def on_reconnect() -> None:
+            up.set()
+
+        client.on_reconnect(on_reconnect)
+        bridge = FanoutBridge(client, capacity=128)
+        subject = client.subject("chat", "r")
+        sub = await bridge.subscribe(subject)
+        for i in range(20):
+            await pub.publish(subject, str(i).encode())
+        before = await asyncio.wait_for(read(sub, 20), 10)
+        assert payloads(before) == [str(i) for i in range(20)]
+
+        await asyncio.to_thread(servers.stop, "nats", hard=True)
+        # While NATS is down the reader is told, it does not just go quiet.
+        gap = await asyncio.wait_for(anext(sub), 15)
+        assert gap == Gap(None, "disconnected")
+
+        await asyncio.to_thread(servers.start, "nats")
+        await asyncio.wait_for(up.wait(), 30)
+        # The publisher reconnects too; probe until a message makes the round trip again.
+        async with asyncio.timeout(30):
+            while True:
+                await pub.publish(subject, b"probe")
+                try:
+                    item = await asyncio.wait_for(anext(sub), 0.5)
+                except TimeoutError:
+                    continue
+                assert isinstance(item, FanoutMessage)  # no second gap: one outage, one marker
+                if item.text() == "probe":
+                    break
+        for i in range(20, 30):
+            await pub.publish(subject, str(i).encode())
+        got: list[str] = []
+        while len(got) < 10:
+            item = await asyncio.wait_for(anext(sub), 10)
+            assert isinstance(item, FanoutMessage)
+            if item.text() != "probe":
+                got.append(item.text())
+        assert got == [str(i) for i in range(20, 30)]
+        await bridge.close()
+
+
+async def test_jetstream_history_for_joiners(nats_url: str) -> None:
+    p = prefix()
+    async with NatsClient(nats_url, subject_prefix=p) as client:
+        js = client.jetstream()
+        stream = f"S{p}"
+        await js.add_stream(name=stream, subjects=[client.subject("hist", ">")])
+        subject = client.subject("hist", "room")
+        for i in range(30):
+            await js.publish(subject, str(i).encode())
+        bridge = FanoutBridge(client, capacity=64)
+        flog = await bridge.feed(subject, history=10)
+        async with asyncio.timeout(10):
+            while flog.head < 10:  # noqa: ASYNC110 - the history arrives through the NATS callback
+                await asyncio.sleep(0.01)
+        joiner = await bridge.subscribe(subject, last=5)
+        live_only = await bridge.subscribe(subject)
+        await js.publish(subject, b"30")
+        got = await asyncio.wait_for(read(joiner, 6), 10)
+        assert payloads(got) == ["25", "26", "27", "28", "29", "30"]
+        assert [m.stream_seq for m in got if isinstance(m, FanoutMessage)] == [26, 27, 28, 29, 30, 31]
+        assert payloads(await asyncio.wait_for(read(live_only, 1), 10)) == ["30"]
+        assert [m.text() for _, m in flog.retained() if isinstance(m, FanoutMessage)][:10] == [
+            str(i) for i in range(20, 30)
+        ]
+        await bridge.close()
+        await js.delete_stream(stream)
