@@ -356,9 +356,19 @@ def _merge(profiles: Sequence[Profile], comment: str | None) -> Profile:
                     fid = functions[fkey] = len(functions) + 1
                 fmap[f.id] = fid
 
-            # Mapping identity: rounded size, offset, build id or file (Go's mappingKey).
+            # Mapping identity: rounded size, offset, build id or file (Go's mappingKey). Like Go, a
+            # mapping is carried over only when a location uses it (and the first one, the binary).
+            src_mappings = {m.id: m for m in p.mapping}
             mmap: dict[int, tuple[int, int]] = {0: (0, 0)}
-            for m in p.mapping:
+
+            def map_mapping(
+                src_id: int,
+                src_mappings: dict[int, Mapping] = src_mappings,
+                st: Sequence[str] = st,
+                sidx: list[int] = sidx,
+                mmap: dict[int, tuple[int, int]] = mmap,
+            ) -> tuple[int, int]:
+                m = src_mappings[src_id]
                 size = m.memory_limit - m.memory_start
                 size = (size + 0xFFF) & ~0xFFF
                 mkey = (size, m.file_offset, st[m.build_id] or st[m.filename])
@@ -379,13 +389,19 @@ def _merge(profiles: Sequence[Profile], comment: str | None) -> Profile:
                             has_inline_frames=m.has_inline_frames,
                         )
                     )
-                    mmap[m.id] = (mid, 0)
+                    result = (mid, 0)
                 else:
-                    mmap[m.id] = (mid, mappings[mid - 1].memory_start - m.memory_start)
+                    result = (mid, mappings[mid - 1].memory_start - m.memory_start)
+                mmap[src_id] = result
+                return result
+
+            if not mappings and p.mapping:
+                map_mapping(p.mapping[0].id)
 
             lmap: dict[int, int] = {}
             for loc in p.location:
-                mid, delta = mmap[loc.mapping_id]
+                md = mmap.get(loc.mapping_id)
+                mid, delta = md if md is not None else map_mapping(loc.mapping_id)
                 addr = (loc.address + delta) & _U64
                 lines = tuple((fmap[ln.function_id], ln.line, ln.column) for ln in loc.line)
                 rel = addr - mappings[mid - 1].memory_start if mid else addr

@@ -1,0 +1,3 @@
+module onair.example/burn
+
+go 1.19
