@@ -23,6 +23,7 @@ class Topics:
     def __init__(self, capacity: int = 64) -> None:
         self.capacity = capacity
         self.logs: dict[str, FanoutLog[Any]] = {}
+        self.subs: list[Subscription[Any]] = []
 
     def log(self, topic: str) -> FanoutLog[Any]:
         if topic not in self.logs:
@@ -30,7 +31,9 @@ class Topics:
         return self.logs[topic]
 
     async def __call__(self, topic: str, last: int) -> Subscription[Any]:
-        return self.log(topic).subscribe(last=last)
+        sub = self.log(topic).subscribe(last=last)
+        self.subs.append(sub)
+        return sub
 
 
 async def until(predicate: Any, within: float = 10) -> None:
@@ -108,7 +111,9 @@ async def raw_sse_reader(base: str, path: str, *, rcvbuf: int = 2048) -> tuple[a
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (url.hostname, url.port))
     reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 24)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n".encode())
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n".encode()
+    )
     await writer.drain()
     return reader, writer
 
@@ -127,11 +132,11 @@ def dechunk(raw: bytes) -> str:
     return out.decode()
 
 
-async def flood_until_behind(log: FanoutLog[Any], payload: str, limit: int = 200_000) -> int:
+async def flood_until_behind(topics: Topics, log: FanoutLog[Any], payload: str, limit: int = 200_000) -> int:
     """Publish until the (single) server-side cursor fell out of the window; return how many."""
     n = 0
     await until(lambda: log.subscribers == 1)
-    (sub,) = list(log._subs)
+    (sub,) = topics.subs
     while sub.lag <= log.capacity and n < limit:
         for _ in range(8):
             log.publish(f"{n}:{payload}")
@@ -148,7 +153,7 @@ async def test_sse_slow_client_policy(policy: str) -> None:
     async with running_server(create_app(topics, heartbeat_s=60)) as base:
         reader, writer = await raw_sse_reader(base, f"/sse/slow?policy={policy}")
         log = topics.log("slow")
-        total = await flood_until_behind(log, "x" * 1000)
+        total = await flood_until_behind(topics, log, "x" * 1000)
         log.close()  # the stream ends after the retained entries (skip policy)
         raw = await asyncio.wait_for(reader.read(), 30)
         writer.close()
@@ -207,7 +212,7 @@ async def test_websocket_slow_client_policy(policy: str) -> None:
         # A client that stops reading: tiny queue, so the socket backs up to the server.
         async with ws_connect(url, max_queue=1, compression=None) as ws:
             log = topics.log("slow")
-            total = await flood_until_behind(log, "y" * 1000)
+            total = await flood_until_behind(topics, log, "y" * 1000)
             log.close()
             frames: list[dict[str, Any]] = []
             with pytest.raises(ConnectionClosed) as info:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
@@ -74,9 +74,10 @@ class FanoutLog(Generic[T]):
         "_capacity",
         "_closed",
         "_head",
-        "_subs",
+        "_n_subs",
+        "_purge_at",
         "_waiters",
-        "delivered_closed",
+        "delivered_reported",
         "gaps_behind",
         "missed_behind",
         "name",
@@ -90,13 +91,16 @@ class FanoutLog(Generic[T]):
         self._buf: list[T | Gap | None] = [None] * capacity
         self._head = 0
         self._closed = False
-        # Parked readers: future -> None (a dict for O(1) removal when a waiter is cancelled).
-        self._waiters: dict[asyncio.Future[None], None] = {}
-        self._subs: weakref.WeakSet[Subscription[T]] = weakref.WeakSet()
-        # Counters read by the metrics collector (plain ints: nothing is paid per delivery).
+        # Parked readers, one future each (a dict: ordered, O(1) insert). A future cancelled with
+        # its task stays until the next wake-up swaps the table, or a purge when the table grows.
+        self._waiters: dict[asyncio.Future[bool], None] = {}
+        self._purge_at = 64
+        self._n_subs = 0
+        # Counters read by the metrics collector (plain ints: nothing is paid per delivery; a
+        # reader reports what it delivered when it parks, skips or closes).
         self.gaps_behind = 0
         self.missed_behind = 0
-        self.delivered_closed = 0
+        self.delivered_reported = 0
         ALL_LOGS.add(self)
 
     # -- state ---------------------------------------------------------------------------------
@@ -120,12 +124,12 @@ class FanoutLog(Generic[T]):
 
     @property
     def subscribers(self) -> int:
-        return len(self._subs)
+        return self._n_subs
 
     @property
     def waiting(self) -> int:
         """Readers currently parked waiting for the next entry."""
-        return len(self._waiters)
+        return sum(1 for fut in self._waiters if not fut.done())
 
     def __len__(self) -> int:
         return self._head - self.tail
@@ -137,8 +141,8 @@ class FanoutLog(Generic[T]):
 
     @property
     def delivered(self) -> int:
-        """Entries handed to readers so far (closed subscriptions included)."""
-        return self.delivered_closed + sum(s.delivered for s in list(self._subs))
+        """Entries handed to readers, as of each reader's last wait, skip or close."""
+        return self.delivered_reported
 
     # -- writer --------------------------------------------------------------------------------
     def publish(self, item: T | Gap) -> int:
@@ -160,13 +164,13 @@ class FanoutLog(Generic[T]):
         """Accept no more entries; each subscription ends once it has read what is retained."""
         if not self._closed:
             self._closed = True
-            self._wake()
+            self._wake(False)
 
-    def _wake(self) -> None:
+    def _wake(self, more: bool = True) -> None:
         waiters, self._waiters = self._waiters, {}
         for fut in waiters:
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(more)
 
     # -- readers -------------------------------------------------------------------------------
     def subscribe(self, *, start: Literal["new", "oldest"] | int = "new", last: int = 0) -> Subscription[T]:
@@ -182,18 +186,16 @@ class FanoutLog(Generic[T]):
             cursor = self.tail
         else:
             cursor = min(max(0, int(start)), self._head)
-        sub = Subscription(self, cursor)
-        self._subs.add(sub)
-        return sub
+        self._n_subs += 1
+        return Subscription(self, cursor)
 
-    def _forget(self, sub: Subscription[T]) -> None:
-        if sub in self._subs:
-            self._subs.discard(sub)
-            self.delivered_closed += sub.delivered
-
-    def _park(self) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters[fut] = None
+    def _park(self) -> asyncio.Future[bool]:
+        waiters = self._waiters
+        if len(waiters) >= self._purge_at:  # readers cancelled while parked: drop their futures
+            self._waiters = waiters = {f: None for f in waiters if not f.done()}
+            self._purge_at = max(64, 2 * len(waiters))
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        waiters[fut] = None
         return fut
 
 
@@ -204,14 +206,15 @@ class Subscription(Generic[T]):
     the log is closed and the retained entries are read, or after ``sub.close()``.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_cursor", "_log", "_parked", "_start", "gaps", "missed")
+    __slots__ = ("_closed", "_cursor", "_log", "_parked", "_reported", "_start", "gaps", "missed")
 
     def __init__(self, log: FanoutLog[T], cursor: int) -> None:
         self._log = log
         self._cursor = cursor
         self._start = cursor
         self._closed = False
-        self._parked: asyncio.Future[None] | None = None
+        self._parked: asyncio.Future[bool] | None = None
+        self._reported = 0
         self.gaps = 0
         self.missed = 0
 
@@ -310,24 +313,27 @@ class Subscription(Generic[T]):
         self._cursor = end
         return out
 
-    async def wait(self) -> bool:
-        """Wait until an entry (or gap) is ready; ``False`` when the subscription has ended."""
+    def wait(self) -> Awaitable[bool]:
+        """Await until an entry (or gap) may be ready: ``True``; ``False`` once the subscription ended.
+
+        A plain method returning an awaitable: a reader with something to read does not suspend,
+        and a parked reader holds one future and nothing else.
+        """
         log = self._log
-        while True:
-            if self._closed:
-                return False
-            if self._cursor < log._head:
-                return True
-            if log._closed:
-                return False
-            fut = self._parked = log._park()
-            try:
-                await fut
-            finally:
-                self._parked = None
-                if not fut.done() or fut.cancelled():  # cancelled while parked: leave the table
-                    fut.cancel()
-                    log._waiters.pop(fut, None)
+        if self._closed:
+            return _FALSE
+        if self._cursor < log._head:
+            return _TRUE
+        if log._closed:
+            return _FALSE
+        self._report()
+        fut = self._parked = log._park()
+        return fut
+
+    def _report(self) -> None:
+        delivered = self._cursor - self._start - self.missed
+        self._log.delivered_reported += delivered - self._reported
+        self._reported = delivered
 
     async def _next_slow(self) -> T | Gap:
         while True:
@@ -338,6 +344,7 @@ class Subscription(Generic[T]):
                 raise StopAsyncIteration
 
     def _skip_to(self, tail: int) -> Gap:
+        self._report()
         missed = tail - self._cursor
         self._cursor = tail
         self.gaps += 1
@@ -350,6 +357,7 @@ class Subscription(Generic[T]):
         """Drop everything not read yet (a slow-client policy); return how many entries were skipped."""
         skipped = self._log._head - self._cursor
         if skipped > 0:
+            self._report()
             self._cursor = self._log._head
             self.gaps += 1
             self.missed += skipped
@@ -361,13 +369,15 @@ class Subscription(Generic[T]):
         """Leave the log; a reader parked on this subscription wakes up and its iteration ends."""
         if self._closed:
             return
+        self._report()
         self._closed = True
-        self._log._forget(self)
+        self._log._n_subs -= 1
         fut = self._parked
         if fut is not None:  # wake only the reader parked on this subscription
+            self._parked = None
             self._log._waiters.pop(fut, None)
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(False)
 
     def __enter__(self) -> Subscription[T]:
         return self
@@ -378,6 +388,24 @@ class Subscription(Generic[T]):
         self.close()
 
     def __del__(self) -> None:
-        # A subscription dropped without close(): keep the delivered count.
+        # A subscription dropped without close() still leaves the count.
         if not getattr(self, "_closed", True):
-            self._log.delivered_closed += self.delivered
+            self._report()
+            self._log._n_subs -= 1
+
+
+class _Immediate:
+    """An awaitable that completes at once with a fixed value (no allocation but a generator)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self.value
+        yield  # pragma: no cover - unreachable; makes __await__ a generator
+
+
+_TRUE = _Immediate(True)
+_FALSE = _Immediate(False)

@@ -1,0 +1,538 @@
+"""The fan-out benchmark behind ``onair bench fanout``: in-process, then NATS -> SSE end to end.
+
+(a) **In process.** ``subscribers`` readers, ``messages`` messages, ``buffer`` entries of window:
+:class:`FanoutLog` against one bounded ``asyncio.Queue(buffer)`` per subscriber (the
+straightforward design). Both get the same policy: the writer never blocks; a full queue drops its
+oldest entry and counts a gap, as the log does. The writer yields to the loop after every
+``buffer // 2`` messages, so in both designs every reader is woken once per burst and nothing is
+dropped (both runs check that every reader got every message). Two ways of consuming:
+
+* ``batched`` (the headline figures): a reader takes everything that is ready at each wake-up,
+  which is how the SSE/WebSocket endpoints consume (``sub.drain`` / ``q.get`` + ``get_nowait``);
+* ``per_item``: ``async for item in sub`` against ``await q.get()`` per message.
+
+Time is measured without tracemalloc; peak traced memory in a second run of ``min(messages,
+20 * buffer)`` messages (the peak is reached within the first bursts), with tracing started once
+the reader tasks exist (they are the same in both designs), so it covers the queues or cursors,
+the entries held and everything allocated while delivering.
+
+(b) **End to end.** A NATS server (the devstack's, unless ``--nats-url``), one server process
+(uvicorn + :class:`FanoutBridge` + SSE), ``clients`` SSE connections over loopback from separate
+client processes (raw asyncio streams), and this process publishing ``rate`` messages/s for
+``seconds`` with a send timestamp in each. Clients check every message's sequence number (lost =
+expected - received) and record latency in 0.1 ms buckets.
+
+Run ``python -m onair.fanout.benchmark serve|clients ...`` for the two helper processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import re
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onair.fanout.log import FanoutLog, Gap
+
+# -- (a) in process ----------------------------------------------------------------------------
+
+
+@dataclass
+class InprocRun:
+    design: str
+    mode: str
+    seconds: float
+    deliveries: int
+    gaps: int
+    peak_bytes: int = 0
+
+    @property
+    def per_s(self) -> float:
+        return self.deliveries / self.seconds if self.seconds else 0.0
+
+
+async def _drive(
+    make_reader: Callable[[asyncio.Event], Any],
+    publish: Callable[[bytes], object],
+    finish: Callable[[], Any],
+    subscribers: int,
+    payloads: list[bytes],
+    burst: int,
+    trace: bool,
+) -> tuple[float, int, list[tuple[int, int]]]:
+    go = asyncio.Event()
+    tasks = [asyncio.create_task(make_reader(go)) for _ in range(subscribers)]
+    await asyncio.sleep(0)  # every reader task exists and waits for go
+    gc.collect()
+    if trace:
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+    t0 = time.perf_counter()
+    go.set()
+    await asyncio.sleep(0)  # readers subscribe and park
+    for i, payload in enumerate(payloads, 1):
+        publish(payload)
+        if i % burst == 0:
+            await asyncio.sleep(0)
+    await finish()
+    results = await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    peak = 0
+    if trace:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return elapsed, peak, results
+
+
+async def _run_log(subscribers: int, payloads: list[bytes], buffer: int, mode: str, trace: bool) -> InprocRun:
+    log: FanoutLog[bytes] = FanoutLog(buffer, name="bench")
+
+    async def reader(go: asyncio.Event) -> tuple[int, int]:
+        await go.wait()
+        sub = log.subscribe()
+        n = gaps = 0
+        if mode == "per_item":
+            async for item in sub:
+                if item.__class__ is Gap:
+                    gaps += 1
+                else:
+                    n += 1
+        else:
+            while await sub.wait():
+                for item in sub.drain(buffer):
+                    if item.__class__ is Gap:
+                        gaps += 1
+                    else:
+                        n += 1
+        return n, gaps
+
+    async def finish() -> None:
+        log.close()
+
+    elapsed, peak, results = await _drive(
+        reader, log.publish, finish, subscribers, payloads, max(1, buffer // 2), trace
+    )
+    return InprocRun("fanoutlog", mode, elapsed, sum(r[0] for r in results), sum(r[1] for r in results), peak)
+
+
+async def _run_queue(
+    subscribers: int, payloads: list[bytes], buffer: int, mode: str, trace: bool
+) -> InprocRun:
+    queues: list[asyncio.Queue[bytes | None]] = []
+    dropped = [0]
+
+    async def reader(go: asyncio.Event) -> tuple[int, int]:
+        await go.wait()
+        q: asyncio.Queue[bytes | None] = asyncio.Queue(buffer)
+        queues.append(q)
+        n = 0
+        if mode == "per_item":
+            while (await q.get()) is not None:
+                n += 1
+        else:
+            while True:
+                item = await q.get()
+                if item is None:
+                    break
+                n += 1
+                while not q.empty():
+                    if q.get_nowait() is None:
+                        return n, 0
+                    n += 1
+        return n, 0
+
+    def publish(payload: bytes) -> None:
+        for q in queues:
+            try:
+                q.put_nowait(payload)
+            except asyncio.QueueFull:  # same policy as the log: drop the oldest, count a gap
+                q.get_nowait()
+                q.put_nowait(payload)
+                dropped[0] += 1
+
+    async def finish() -> None:
+        for q in queues:
+            await q.put(None)
+
+    elapsed, peak, results = await _drive(
+        reader, publish, finish, subscribers, payloads, max(1, buffer // 2), trace
+    )
+    return InprocRun("queue", mode, elapsed, sum(r[0] for r in results), dropped[0], peak)
+
+
+def run_inproc(
+    subscribers: int, messages: int, buffer: int, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    note = progress or (lambda _m: None)
+    payloads = [b"%d:" % i + b"x" * 64 for i in range(messages)]
+    mem_payloads = payloads[: max(1, min(messages, 20 * buffer))]
+    runs: dict[str, dict[str, InprocRun]] = {}
+    for mode in ("batched", "per_item"):
+        for design, fn in (("fanoutlog", _run_log), ("queue", _run_queue)):
+            note(f"in-process {mode}: {design} timing")
+            run = asyncio.run(fn(subscribers, payloads, buffer, mode, False))
+            note(f"in-process {mode}: {design} memory")
+            run.peak_bytes = asyncio.run(fn(subscribers, mem_payloads, buffer, mode, True)).peak_bytes
+            runs.setdefault(mode, {})[design] = run
+    expected = subscribers * messages
+    out: dict[str, Any] = {"subscribers": subscribers, "messages": messages, "buffer": buffer}
+    for mode, pair in runs.items():
+        log_run, q_run = pair["fanoutlog"], pair["queue"]
+        block = {
+            "fanoutlog_s": round(log_run.seconds, 4),
+            "queue_s": round(q_run.seconds, 4),
+            "speedup": round(q_run.seconds / log_run.seconds, 2) if log_run.seconds else None,
+            "fanoutlog_deliveries_per_s": round(log_run.per_s),
+            "queue_deliveries_per_s": round(q_run.per_s),
+            "fanoutlog_peak_bytes": log_run.peak_bytes,
+            "queue_peak_bytes": q_run.peak_bytes,
+            "mem_ratio": round(log_run.peak_bytes / q_run.peak_bytes, 4) if q_run.peak_bytes else None,
+            "complete": log_run.deliveries == expected and q_run.deliveries == expected,
+            "gaps": log_run.gaps + q_run.gaps,
+        }
+        if mode == "batched":
+            out.update(block)
+        else:
+            out["per_item"] = block
+    return out
+
+
+# -- (b) end to end: NATS -> server process -> SSE clients ----------------------------------------
+
+DATA_RE = re.compile(rb"data: (\d+) (\d+)\n")
+BUCKET_NS = 100_000  # 0.1 ms
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    del soft
+
+
+def _run_loop(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+
+
+def serve_main(nats_url: str, pattern_prefix: str, port: int, capacity: int) -> None:
+    """The server process: NATS -> FanoutBridge -> SSE on 127.0.0.1:port (until killed)."""
+    _raise_nofile()
+    import uvicorn
+
+    from onair.clients import NatsClient
+    from onair.fanout.app import bridge_source, create_app
+    from onair.fanout.bridge import FanoutBridge
+
+    async def main() -> None:
+        client = NatsClient(nats_url, subject_prefix=pattern_prefix, name="fanout-bench-server")
+        bridge = FanoutBridge(client, capacity=capacity, own_client=True)
+        await bridge.start()
+        app = create_app(bridge_source(bridge, lambda t: client.subject("bench", t)), heartbeat_s=15)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, log_level="warning", backlog=4096
+        )
+        server = uvicorn.Server(config)
+        try:
+            await server.serve()
+        finally:
+            await bridge.close()
+
+    _run_loop(main())
+
+
+@dataclass
+class ClientStats:
+    connections: int = 0
+    received: int = 0
+    lost: int = 0
+    out_of_order: int = 0
+    gap_events: int = 0
+    hist: dict[int, int] = field(default_factory=dict)
+
+
+async def _clients(port: int, path: str, count: int, expected: int, deadline_s: float) -> ClientStats:
+    stats = ClientStats()
+    hist = [0] * 200_000  # 0.1 ms buckets up to 20 s
+    connected = asyncio.Event()
+    done_count = [0]
+
+    async def one() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n", 1)[0]:
+            raise RuntimeError(f"bad response: {head[:100]!r}")
+        stats.connections += 1
+        if stats.connections == count:
+            connected.set()
+        nxt = 0
+        buf = b""
+        findall = DATA_RE.findall
+        try:
+            while nxt < expected:
+                chunk = await reader.read(1 << 20)
+                if not chunk:
+                    break
+                now = time.time_ns()
+                buf += chunk
+                cut = buf.rfind(b"\n\n")
+                if cut < 0:
+                    continue
+                ready, buf = buf[: cut + 2], buf[cut + 2 :]
+                if b"event: gap" in ready:
+                    stats.gap_events += ready.count(b"event: gap")
+                for seq_b, ts_b in findall(ready):
+                    seq = int(seq_b)
+                    if seq != nxt:
+                        if seq < nxt:
+                            stats.out_of_order += 1
+                            continue
+                        nxt = seq  # the ones in between are lost (counted at the end)
+                    nxt += 1
+                    stats.received += 1
+                    b = (now - int(ts_b)) // BUCKET_NS
+                    hist[b if b < 200_000 else 199_999] += 1
+        finally:
+            writer.close()
+            done_count[0] += 1
+
+    tasks = [asyncio.create_task(one()) for _ in range(count)]
+    print(json.dumps({"connecting": count}), flush=True)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(60):
+            await connected.wait()
+    print(json.dumps({"connected": stats.connections}), flush=True)
+    _done, pending = await asyncio.wait(tasks, timeout=deadline_s)
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stats.lost = count * expected - stats.received
+    stats.hist = {i: n for i, n in enumerate(hist) if n}
+    return stats
+
+
+def clients_main(port: int, path: str, count: int, expected: int, deadline_s: float) -> None:
+    """A client process: ``count`` SSE connections; prints one JSON line of ClientStats at the end."""
+    _raise_nofile()
+    stats = _run_loop(_clients(port, path, count, expected, deadline_s))
+    print(json.dumps({"result": asdict(stats)}), flush=True)
+
+
+def _percentile(hist: dict[int, int], q: float) -> float | None:
+    total = sum(hist.values())
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    for bucket in sorted(hist):
+        seen += hist[bucket]
+        if seen >= rank:
+            return (bucket + 1) * BUCKET_NS / 1e6  # upper edge of the bucket, in ms
+    return None  # pragma: no cover
+
+
+async def _wait_port(port: int, proc: asyncio.subprocess.Process, within: float = 30) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            if proc.returncode is not None:
+                raise RuntimeError(f"fan-out server exited with {proc.returncode}")
+            try:
+                _r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.1)
+
+
+async def _read_json_line(stream: asyncio.StreamReader, key: str) -> dict[str, Any]:
+    while True:
+        line = await stream.readline()
+        if not line:
+            raise RuntimeError(f"client process ended before reporting {key!r}")
+        with contextlib.suppress(ValueError):
+            obj = json.loads(line)
+            if isinstance(obj, dict) and key in obj:
+                return obj
+
+
+async def _e2e(
+    nats_url: str,
+    clients: int,
+    rate: int,
+    seconds: float,
+    capacity: int,
+    client_procs: int,
+    note: Callable[[str], None],
+) -> dict[str, Any]:
+    from onair.clients import NatsClient
+    from onair.fanout.app import free_port
+
+    prefix = f"bench{os.getpid()}"
+    port = free_port()
+    expected = max(1, int(rate * seconds))
+    env = {**os.environ, "ONAIR_LOG_LEVEL": "WARNING"}
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "onair.fanout.benchmark",
+        "serve",
+        nats_url,
+        prefix,
+        str(port),
+        str(capacity),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        await _wait_port(port, server)
+        note(f"end to end: server up on :{port}, opening {clients} SSE connections")
+        per = [
+            clients // client_procs + (1 if i < clients % client_procs else 0) for i in range(client_procs)
+        ]
+        deadline = seconds + 30
+        for n in per:
+            if n == 0:
+                continue
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "onair.fanout.benchmark",
+                    "clients",
+                    str(port),
+                    "/sse/live",
+                    str(n),
+                    str(expected),
+                    str(deadline),
+                    stdout=asyncio.subprocess.PIPE,
+                    env=env,
+                )
+            )
+        connected = 0
+        for p in procs:
+            assert p.stdout is not None
+            connected += (await _read_json_line(p.stdout, "connected"))["connected"]
+        if connected < clients:
+            raise RuntimeError(f"only {connected} of {clients} SSE connections opened")
+        async with NatsClient(nats_url, subject_prefix=prefix, name="fanout-bench-pub") as pub:
+            subject = pub.subject("bench", "live")
+            await asyncio.sleep(0.5)  # every connection's cursor is registered (the server flushed them)
+            note(f"end to end: publishing {expected} messages at {rate}/s")
+            t0 = time.perf_counter()
+            for i in range(expected):
+                target = t0 + i / rate
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await pub.publish(subject, b"%d %d" % (i, time.time_ns()))
+            await pub.raw.flush()
+            publish_s = time.perf_counter() - t0
+        note("end to end: waiting for the clients")
+        stats = ClientStats()
+        for p in procs:
+            assert p.stdout is not None
+            res = (await _read_json_line(p.stdout, "result"))["result"]
+            await p.wait()
+            stats.connections += res["connections"]
+            stats.received += res["received"]
+            stats.lost += res["lost"]
+            stats.out_of_order += res["out_of_order"]
+            stats.gap_events += res["gap_events"]
+            for k, v in res["hist"].items():
+                stats.hist[int(k)] = stats.hist.get(int(k), 0) + v
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+        if server.returncode is None:
+            server.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await server.wait()
+            except TimeoutError:  # pragma: no cover
+                server.kill()
+                await server.wait()
+    return {
+        "clients": clients,
+        "rate": rate,
+        "seconds": seconds,
+        "messages": expected,
+        "publish_s": round(publish_s, 3),
+        "deliveries": stats.received,
+        "p50_ms": _percentile(stats.hist, 0.50),
+        "p99_ms": _percentile(stats.hist, 0.99),
+        "max_ms": _percentile(stats.hist, 1.0),
+        "lost": stats.lost,
+        "gap_events": stats.gap_events,
+        "out_of_order": stats.out_of_order,
+    }
+
+
+def run_e2e(
+    clients: int,
+    rate: int,
+    seconds: float,
+    capacity: int = 1024,
+    nats_url: str | None = None,
+    client_procs: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    note = progress or (lambda _m: None)
+    if nats_url:
+        return asyncio.run(_e2e(nats_url, clients, rate, seconds, capacity, client_procs, note))
+    from onair.devstack import Devstack
+
+    with tempfile.TemporaryDirectory(prefix="onair-bench-fanout-") as root:
+        stack = Devstack(Path(root), servers=("nats",))
+        note("end to end: starting a NATS server (devstack)")
+        stack.up()
+        try:
+            url = stack.env()["ONAIR_NATS_URL"]
+            return asyncio.run(_e2e(url, clients, rate, seconds, capacity, client_procs, note))
+        finally:
+            stack.down()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m onair.fanout.benchmark")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("nats_url")
+    s.add_argument("prefix")
+    s.add_argument("port", type=int)
+    s.add_argument("capacity", type=int)
+    c = sub.add_parser("clients")
+    c.add_argument("port", type=int)
+    c.add_argument("path")
+    c.add_argument("count", type=int)
+    c.add_argument("expected", type=int)
+    c.add_argument("deadline", type=float)
+    args = parser.parse_args(argv)
+    if args.cmd == "serve":
+        serve_main(args.nats_url, args.prefix, args.port, args.capacity)
+    else:
+        clients_main(args.port, args.path, args.count, args.expected, args.deadline)
+
+
+if __name__ == "__main__":
+    main()
