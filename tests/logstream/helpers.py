@@ -62,11 +62,15 @@ def counting_projection(name: str, topics: list[str], **kwargs: Any) -> Projecti
 
 async def read_counts(engine: AsyncEngine) -> dict[str, tuple[int, int, str | None]]:
     async with session_factory(engine)() as session:
-        rows = (await session.execute(select(counts.c.entity, counts.c.n, counts.c.total, counts.c.last))).all()
+        rows = (
+            await session.execute(select(counts.c.entity, counts.c.n, counts.c.total, counts.c.last))
+        ).all()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-async def produce(kafka: KafkaClient, envelopes: Sequence[Envelope], raw: Sequence[tuple[str, bytes, bytes]] = ()) -> None:
+async def produce(
+    kafka: KafkaClient, envelopes: Sequence[Envelope], raw: Sequence[tuple[str, bytes, bytes]] = ()
+) -> None:
     producer = await kafka.producer()
     try:
         futs = [await producer.send(e.category, e.to_bytes(), key=e.entity.encode()) for e in envelopes]
@@ -76,7 +80,9 @@ async def produce(kafka: KafkaClient, envelopes: Sequence[Envelope], raw: Sequen
         await kafka.release(producer)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0, every_s: float = 0.1) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0, every_s: float = 0.1
+) -> None:
     async with asyncio.timeout(timeout_s):
-        while not await check():
+        while not await check():  # noqa: ASYNC110 - polls a database, not an in-process flag
             await asyncio.sleep(every_s)

@@ -151,6 +151,8 @@ class Spool:
                 if records[pos] is not None:
                     valid += 1
                 pos += 1
+            while pos < len(records) and records[pos] is None:
+                pos += 1  # torn lines
             self._depth -= valid
             if pos >= len(records):
                 self._drop(head)
