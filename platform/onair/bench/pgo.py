@@ -31,12 +31,11 @@ def running_profstore(settings: Any, *, port: int | None = None) -> Iterator[str
     """Run ``create_app(settings)`` under uvicorn in a thread; yield its base URL; stop it after."""
     import uvicorn
 
-    from onair_services.profstore.app import create_app
+    from onair_services.profstore.app import create_app, make_store
 
     port = port or free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", log_config=None
-    )
+    app = create_app(settings, store=make_store(settings))  # store given: process logging left alone
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="profstore", daemon=True)
     thread.start()

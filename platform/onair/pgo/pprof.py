@@ -328,7 +328,7 @@ def _merge(profiles: Sequence[Profile], comment: str | None) -> Profile:
     mappings: list[Mapping] = []
     location_keys: dict[tuple[object, ...], int] = {}
     locations: list[tuple[int, int, tuple[tuple[int, int, int], ...], bool]] = []
-    acc: dict[object, list[int]] = {}
+    acc: dict[object, Sequence[int]] = {}
     comments: list[int] = []
     time_nanos = 0
     duration = 0
@@ -423,14 +423,15 @@ def _merge(profiles: Sequence[Profile], comment: str | None) -> Profile:
                 key: object = tuple(map(lget, sample.location_id))
                 if sample.label:
                     key = (key, _label_key(sample.label, sidx))
-                vals = list(sample.value) if not scaled else list(map(int.__mul__, sample.value, scale))
+                # The values container itself is kept (no copy) unless a stack repeats or is scaled.
+                vals = sample.value if not scaled else list(map(int.__mul__, sample.value, scale))
                 if len(vals) != nt:
                     raise _bad(f"profile {pi}: a sample has {len(vals)} values, expected {nt}")
                 cur = acc_get(key)
                 if cur is None:
                     acc[key] = vals
                 else:
-                    cur[:] = map(add, cur, vals)
+                    acc[key] = list(map(add, cur, vals))
         except (KeyError, IndexError) as exc:
             raise _bad(f"profile {pi}: sample refers to missing location/string {exc}") from None
 
@@ -462,14 +463,14 @@ def _merge(profiles: Sequence[Profile], comment: str | None) -> Profile:
         for i, (mid, addr, lines, folded) in enumerate(locations, 1)
     )
     samples = out.sample
-    for key, vals in acc.items():
-        if not any(vals):
+    for key, total in acc.items():
+        if not any(total):
             continue
         if type(key[0]) is tuple:  # type: ignore[index]
             locs, labels = cast(tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]], key)
-            samples.add(location_id=locs, value=vals, label=[_label(lab) for lab in labels])
+            samples.add(location_id=locs, value=total, label=[_label(lab) for lab in labels])
         else:
-            samples.add(location_id=key, value=vals)
+            samples.add(location_id=key, value=total)
     out.string_table.extend(strings)
     return out
 

@@ -36,6 +36,12 @@ Clock = Literal["cpu", "wall"]
 MAX_DEPTH = 128
 
 
+def _log(level: str, event: str, **fields: object) -> None:
+    """Log without ever raising into the service (a closed stream must not stop the profiler)."""
+    with contextlib.suppress(Exception):
+        getattr(log, level)(event, **fields)
+
+
 def _thread_cpu_ns(ident: int) -> int | None:
     try:
         return time.clock_gettime_ns(time.pthread_getcpuclockid(ident))
@@ -266,10 +272,10 @@ class ProfileUploader:
             raise
         except Exception as exc:
             self.errors += 1
-            log.warning("profile upload failed", error=repr(exc), errors=self.errors)
+            _log("warning", "profile upload failed", error=repr(exc), errors=self.errors)
             return False
         self.uploaded += 1
-        log.debug("profile uploaded", size=len(data), samples=len(profile.sample))
+        _log("debug", "profile uploaded", size=len(data), samples=len(profile.sample))
         return True
 
     async def run(self) -> None:
@@ -277,7 +283,13 @@ class ProfileUploader:
         await asyncio.sleep(random.uniform(0, self.jitter * self.interval_s))
         while True:
             started = time.monotonic()
-            await self.run_once()
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # pragma: no cover - run_once already catches; belt and braces
+                self.errors += 1
+                _log("error", "profiler loop error", error=repr(exc))
             pause = self.interval_s * (1 + random.uniform(-self.jitter, self.jitter) / 2)
             await asyncio.sleep(max(0.0, pause - (time.monotonic() - started)))
 
