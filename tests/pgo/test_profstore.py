@@ -229,3 +229,16 @@ async def test_incompatible_stored_profiles_give_409(api: httpx.AsyncClient) -> 
     await api.post("/v1/profiles/mixed", content=heap, headers=AUTH)
     r = await api.get("/v1/profiles/mixed/merged")
     assert r.status_code == 409 and r.json()["error"] == "incompatible"
+
+
+async def test_merge_budget_bounds_the_profiles_read(tmp_path: Path) -> None:
+    a = (DATA / "a.pb.gz").read_bytes()
+    client, _ = await client_for(settings(tmp_path, max_merge_input_bytes=len(a) * 2 + 10))
+    async with client:
+        t = int(time.time() * 1000)
+        for i in range(4):
+            r = await client.post("/v1/profiles/big", content=a, headers=AUTH, params={"at": t - 10 + i})
+            assert r.status_code == 201
+        r = await client.get("/v1/profiles/big/merged")
+        assert r.status_code == 200 and r.headers["x-onair-profiles"] == "2"
+        assert r.headers["x-onair-newest"] == str(t - 7)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -119,7 +120,11 @@ def run(
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="onair-bench-pgo-"))
             token = "bench-token"
             settings = ProfstoreSettings(
-                dir=Path(tmp), token=token, max_upload_bytes=64 << 20, max_limit=max(256, uploads)
+                dir=Path(tmp),
+                token=token,
+                max_upload_bytes=64 << 20,
+                max_limit=max(256, uploads),
+                max_merge_input_bytes=1 << 40,
             )
             url = stack.enter_context(running_profstore(settings))
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -178,6 +183,10 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from onair.cli.common import console, out
+        from onair.logging import configure_logging
+
+        # The in-process profstore logs each upload: keep this process's logs to warnings, on stderr.
+        configure_logging("bench", level="WARNING", stream=sys.stderr)
 
         with Progress(
             SpinnerColumn(),

@@ -211,11 +211,17 @@ class Profstore:
 
     async def _merge(self, app: str, refs: tuple[ProfileRef, ...]) -> Merged:
         blobs: list[tuple[ProfileRef, bytes]] = []
-        for ref in refs:
+        budget = self.settings.max_merge_input_bytes
+        for ref in refs:  # newest first
+            if blobs and ref.size and budget - ref.size < 0:
+                log.warning("merge budget reached; older profiles left out", app=app, used=len(blobs))
+                break
             try:
-                blobs.append((ref, await self.store.get(app, ref.created_at)))
+                data = await self.store.get(app, ref.created_at)
             except ProfileNotFound:  # deleted meanwhile
                 continue
+            budget -= len(data)
+            blobs.append((ref, data))
         if not blobs:
             raise ApiError(404, "no_profiles", f"no profiles for {app!r} in the requested window")
         started = time.perf_counter()
