@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         rate: Annotated[int, typer.Option(help="End to end: messages per second.")] = 1000,
         seconds: Annotated[float, typer.Option(help="End to end: publishing time.")] = 10.0,
         client_procs: Annotated[int, typer.Option(help="End to end: client processes.")] = 1,
+        sample_every: Annotated[
+            int, typer.Option(help="End to end: record latency on every n-th connection (loss: all).")
+        ] = 1,
         nats_url: Annotated[
             str | None, typer.Option(help="NATS to use (default: start one with the devstack code).")
         ] = None,
@@ -52,7 +55,13 @@ def register(app: typer.Typer) -> None:
                 None
                 if skip_sse
                 else run_e2e(
-                    clients, rate, seconds, nats_url=nats_url, client_procs=client_procs, progress=note
+                    clients,
+                    rate,
+                    seconds,
+                    nats_url=nats_url,
+                    client_procs=client_procs,
+                    sample_every=sample_every,
+                    progress=note,
                 )
             )
 

@@ -42,7 +42,7 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from onair.fanout.log import FanoutLog, Gap
 
@@ -212,6 +212,7 @@ def run_inproc(
 # -- (b) end to end: NATS -> server process -> SSE clients ----------------------------------------
 
 DATA_RE = re.compile(rb"data: (\d+) (\d+)\n")
+TS_RE = re.compile(rb"data: \d+ (\d+)\n")
 BUCKET_NS = 100_000  # 0.1 ms
 
 
@@ -246,7 +247,13 @@ def serve_main(nats_url: str, pattern_prefix: str, port: int, capacity: int) -> 
         await bridge.start()
         app = create_app(bridge_source(bridge, lambda t: client.subject("bench", t)), heartbeat_s=15)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_config=None, log_level="warning", backlog=4096
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            log_level="warning",
+            backlog=4096,
+            timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
         try:
@@ -254,7 +261,17 @@ def serve_main(nats_url: str, pattern_prefix: str, port: int, capacity: int) -> 
         finally:
             await bridge.close()
 
-    _run_loop(main())
+    profile = os.environ.get("ONAIR_FANOUT_PROFILE")  # development aid: cProfile the server
+    if profile:
+        import cProfile
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda *_: None)  # uvicorn re-raises it after its shutdown
+        with cProfile.Profile() as prof:
+            _run_loop(main())
+        prof.dump_stats(profile)
+    else:
+        _run_loop(main())
 
 
 @dataclass
@@ -264,75 +281,153 @@ class ClientStats:
     lost: int = 0
     out_of_order: int = 0
     gap_events: int = 0
+    cpu_s: float = 0.0
     hist: dict[int, int] = field(default_factory=dict)
 
 
-async def _clients(port: int, path: str, count: int, expected: int, deadline_s: float) -> ClientStats:
-    stats = ClientStats()
-    hist = [0] * 200_000  # 0.1 ms buckets up to 20 s
-    connected = asyncio.Event()
-    done_count = [0]
+class _SSEClient(asyncio.Protocol):
+    """One SSE connection, parsed in ``data_received`` (no task or stream per connection).
 
-    async def one() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode())
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        if b" 200 " not in head.split(b"\r\n", 1)[0]:
-            raise RuntimeError(f"bad response: {head[:100]!r}")
-        stats.connections += 1
-        if stats.connections == count:
-            connected.set()
-        nxt = 0
-        buf = b""
-        findall = DATA_RE.findall
-        try:
-            while nxt < expected:
-                chunk = await reader.read(1 << 20)
-                if not chunk:
-                    break
-                now = time.time_ns()
-                buf += chunk
-                cut = buf.rfind(b"\n\n")
-                if cut < 0:
-                    continue
-                ready, buf = buf[: cut + 2], buf[cut + 2 :]
-                if b"event: gap" in ready:
-                    stats.gap_events += ready.count(b"event: gap")
-                for seq_b, ts_b in findall(ready):
-                    seq = int(seq_b)
-                    if seq != nxt:
-                        if seq < nxt:
-                            stats.out_of_order += 1
-                            continue
-                        nxt = seq  # the ones in between are lost (counted at the end)
-                    nxt += 1
-                    stats.received += 1
+    Loss is checked on every message (sequence numbers must run on without a hole); latency is
+    recorded for every message of the connections with ``sample=True``.
+    """
+
+    def __init__(self, run: _ClientRun, sample: bool) -> None:
+        self.run = run
+        self.sample = sample
+        self.buf = b""
+        self.nxt = 0
+        self.started = False
+        self.transport: asyncio.Transport | None = None
+        self.done = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(self.run.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        buf = self.buf + data if self.buf else data
+        if not self.started:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            if b" 200 " not in buf[: buf.find(b"\r\n")]:
+                self._finish(RuntimeError(f"bad response: {buf[:100]!r}"))
+                return
+            self.started = True
+            self.run.connected()
+            buf = buf[end + 4 :]
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            self.buf = buf
+            return
+        ready, self.buf = buf[: cut + 2], buf[cut + 2 :]
+        self._frames(ready, now)
+        if self.nxt >= self.run.expected:
+            self._finish(None)
+
+    def _frames(self, ready: bytes, now: int) -> None:
+        stats = self.run.stats
+        n = ready.count(b"data: ")
+        if not n:
+            return
+        gaps = ready.count(b"event: gap")
+        if gaps:
+            stats.gap_events += gaps
+            n -= gaps
+        i = ready.find(b"data: ") + 6
+        j = ready.rfind(b"data: ") + 6
+        first = int(ready[i : ready.index(b" ", i)]) if not gaps else -1
+        last = int(ready[j : ready.index(b" ", j)]) if not gaps else -1
+        if first == self.nxt and last - first + 1 == n:  # contiguous: the common case
+            self.nxt = last + 1
+            stats.received += n
+            if self.sample:
+                hist, top = self.run.hist, len(self.run.hist) - 1
+                for ts_b in TS_RE.findall(ready):
                     b = (now - int(ts_b)) // BUCKET_NS
-                    hist[b if b < 200_000 else 199_999] += 1
-        finally:
-            writer.close()
-            done_count[0] += 1
+                    hist[b if b < top else top] += 1
+            return
+        for seq_b, ts_b in DATA_RE.findall(ready):  # a hole or a repeat: check one by one
+            seq = int(seq_b)
+            if seq < self.nxt:
+                stats.out_of_order += 1
+                continue
+            self.nxt = seq + 1  # any skipped in between are lost (counted at the end)
+            stats.received += 1
+            if self.sample:
+                b = (now - int(ts_b)) // BUCKET_NS
+                self.run.hist[min(b, len(self.run.hist) - 1)] += 1
 
-    tasks = [asyncio.create_task(one()) for _ in range(count)]
+    def _finish(self, exc: BaseException | None) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if not self.done.done():
+            if exc is None:
+                self.done.set_result(None)
+            else:
+                self.done.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+@dataclass
+class _ClientRun:
+    request: bytes
+    expected: int
+    count: int
+    stats: ClientStats = field(default_factory=ClientStats)
+    hist: list[int] = field(default_factory=lambda: [0] * 200_000)  # 0.1 ms buckets up to 20 s
+    all_connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def connected(self) -> None:
+        self.stats.connections += 1
+        if self.stats.connections == self.count:
+            self.all_connected.set()
+
+
+async def _clients(
+    port: int, path: str, count: int, expected: int, deadline_s: float, sample_every: int
+) -> ClientStats:
+    loop = asyncio.get_running_loop()
+    request = f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode()
+    run = _ClientRun(request, expected, count)
+    protocols: list[_SSEClient] = []
+    for i in range(count):
+        _t, proto = await loop.create_connection(
+            lambda i=i: _SSEClient(run, sample=i % sample_every == 0),  # type: ignore[misc]
+            "127.0.0.1",
+            port,
+        )
+        protocols.append(proto)
     print(json.dumps({"connecting": count}), flush=True)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(60):
-            await connected.wait()
-    print(json.dumps({"connected": stats.connections}), flush=True)
-    _done, pending = await asyncio.wait(tasks, timeout=deadline_s)
-    for t in pending:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+            await run.all_connected.wait()
+    print(json.dumps({"connected": run.stats.connections}), flush=True)
+    waits = [p.done for p in protocols]
+    _done, pending = await asyncio.wait(waits, timeout=deadline_s)
+    for p in protocols:
+        p._finish(None)
+    stats = run.stats
     stats.lost = count * expected - stats.received
-    stats.hist = {i: n for i, n in enumerate(hist) if n}
+    stats.hist = {i: n for i, n in enumerate(run.hist) if n}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    stats.cpu_s = round(usage.ru_utime + usage.ru_stime, 2)
+    del pending
     return stats
 
 
-def clients_main(port: int, path: str, count: int, expected: int, deadline_s: float) -> None:
+def clients_main(
+    port: int, path: str, count: int, expected: int, deadline_s: float, sample_every: int
+) -> None:
     """A client process: ``count`` SSE connections; prints one JSON line of ClientStats at the end."""
     _raise_nofile()
-    stats = _run_loop(_clients(port, path, count, expected, deadline_s))
+    stats = _run_loop(_clients(port, path, count, expected, deadline_s, sample_every))
     print(json.dumps({"result": asdict(stats)}), flush=True)
 
 
@@ -347,6 +442,15 @@ def _percentile(hist: dict[int, int], q: float) -> float | None:
         if seen >= rank:
             return (bucket + 1) * BUCKET_NS / 1e6  # upper edge of the bucket, in ms
     return None  # pragma: no cover
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a live process (Linux ``/proc``), for the report."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 async def _wait_port(port: int, proc: asyncio.subprocess.Process, within: float = 30) -> None:
@@ -380,6 +484,7 @@ async def _e2e(
     seconds: float,
     capacity: int,
     client_procs: int,
+    sample_every: int,
     note: Callable[[str], None],
 ) -> dict[str, Any]:
     from onair.clients import NatsClient
@@ -423,7 +528,9 @@ async def _e2e(
                     str(n),
                     str(expected),
                     str(deadline),
+                    str(sample_every),
                     stdout=asyncio.subprocess.PIPE,
+                    limit=1 << 26,
                     env=env,
                 )
             )
@@ -457,6 +564,7 @@ async def _e2e(
             stats.lost += res["lost"]
             stats.out_of_order += res["out_of_order"]
             stats.gap_events += res["gap_events"]
+            stats.cpu_s += res["cpu_s"]
             for k, v in res["hist"].items():
                 stats.hist[int(k)] = stats.hist.get(int(k), 0) + v
     finally:
@@ -464,6 +572,7 @@ async def _e2e(
             if p.returncode is None:
                 p.kill()
                 await p.wait()
+        server_cpu = _cpu_seconds(server.pid)
         if server.returncode is None:
             server.terminate()
             try:
@@ -485,6 +594,9 @@ async def _e2e(
         "lost": stats.lost,
         "gap_events": stats.gap_events,
         "out_of_order": stats.out_of_order,
+        "latency_sampled_connections": len(range(0, clients, sample_every)),
+        "server_cpu_s": server_cpu,
+        "clients_cpu_s": round(stats.cpu_s, 2),
     }
 
 
@@ -495,11 +607,12 @@ def run_e2e(
     capacity: int = 1024,
     nats_url: str | None = None,
     client_procs: int = 1,
+    sample_every: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     note = progress or (lambda _m: None)
     if nats_url:
-        return asyncio.run(_e2e(nats_url, clients, rate, seconds, capacity, client_procs, note))
+        return asyncio.run(_e2e(nats_url, clients, rate, seconds, capacity, client_procs, sample_every, note))
     from onair.devstack import Devstack
 
     with tempfile.TemporaryDirectory(prefix="onair-bench-fanout-") as root:
@@ -508,7 +621,7 @@ def run_e2e(
         stack.up()
         try:
             url = stack.env()["ONAIR_NATS_URL"]
-            return asyncio.run(_e2e(url, clients, rate, seconds, capacity, client_procs, note))
+            return asyncio.run(_e2e(url, clients, rate, seconds, capacity, client_procs, sample_every, note))
         finally:
             stack.down()
 
@@ -527,11 +640,12 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("count", type=int)
     c.add_argument("expected", type=int)
     c.add_argument("deadline", type=float)
+    c.add_argument("sample_every", type=int)
     args = parser.parse_args(argv)
     if args.cmd == "serve":
         serve_main(args.nats_url, args.prefix, args.port, args.capacity)
     else:
-        clients_main(args.port, args.path, args.count, args.expected, args.deadline)
+        clients_main(args.port, args.path, args.count, args.expected, args.deadline, args.sample_every)
 
 
 if __name__ == "__main__":

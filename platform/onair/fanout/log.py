@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
+E = TypeVar("E")
 
 GapReason = Literal["behind", "disconnected", "slow-client", "upstream"]
 
@@ -76,6 +77,7 @@ class FanoutLog(Generic[T]):
         "_head",
         "_n_subs",
         "_purge_at",
+        "_views",
         "_waiters",
         "delivered_reported",
         "gaps_behind",
@@ -96,6 +98,7 @@ class FanoutLog(Generic[T]):
         self._waiters: dict[asyncio.Future[bool], None] = {}
         self._purge_at = 64
         self._n_subs = 0
+        self._views: dict[tuple[object, object], EncodedView[Any]] = {}
         # Counters read by the metrics collector (plain ints: nothing is paid per delivery; a
         # reader reports what it delivered when it parks, skips or closes).
         self.gaps_behind = 0
@@ -150,11 +153,30 @@ class FanoutLog(Generic[T]):
         if self._closed:
             raise LogClosed(f"fan-out log {self.name!r} is closed")
         seq = self._head
-        self._buf[seq % self._capacity] = item
+        slot = seq % self._capacity
+        self._buf[slot] = item
+        if self._views:
+            for view in self._views.values():
+                view.buf[slot] = view.encode_entry(item)
         self._head = seq + 1
         if self._waiters:
             self._wake()
         return seq
+
+    def view(self, encode: Callable[[T], E], encode_gap: Callable[[Gap], E]) -> EncodedView[E]:
+        """A ring parallel to this one holding each entry encoded once (e.g. its SSE frame).
+
+        Filled by ``publish`` from now on (and for the retained entries right away), so every
+        connection of a transport shares one encoding per message. One view per pair of functions.
+        """
+        key = (encode, encode_gap)
+        view = self._views.get(key)
+        if view is None:
+            view = EncodedView(self._capacity, encode, encode_gap)
+            for seq, item in self.retained():
+                view.buf[seq % self._capacity] = view.encode_entry(item)
+            self._views[key] = view
+        return view
 
     def mark_gap(self, reason: GapReason = "disconnected", missed: int | None = None) -> int:
         """Append a ``Gap`` marker every reader will see in order (e.g. after a NATS reconnect)."""
@@ -330,6 +352,29 @@ class Subscription(Generic[T]):
         fut = self._parked = log._park()
         return fut
 
+    def drain_encoded(self, view: EncodedView[E], limit: int) -> tuple[Gap | None, list[E]]:
+        """Like :meth:`drain` but the encoded entries of ``view``: ``(gap, [])`` if this reader
+        fell behind the window (the cursor moves to the oldest retained entry), else
+        ``(None, up to limit encoded entries)`` - a slice of the view's ring, no per-entry work."""
+        if self._closed or limit < 1:
+            return None, []
+        log = self._log
+        cursor = self._cursor
+        head = log._head
+        if cursor >= head:
+            return None, []
+        tail = head - log._capacity
+        if cursor < tail:
+            return self._skip_to(tail), []
+        end = min(head, cursor + limit)
+        cap = log._capacity
+        buf = view.buf
+        a, b = cursor % cap, end % cap
+        self._cursor = end
+        if a < b:
+            return None, buf[a:b]  # type: ignore[return-value]
+        return None, buf[a:] + buf[:b]  # type: ignore[return-value]
+
     def _report(self) -> None:
         delivered = self._cursor - self._start - self.missed
         self._log.delivered_reported += delivered - self._reported
@@ -392,6 +437,20 @@ class Subscription(Generic[T]):
         if not getattr(self, "_closed", True):
             self._report()
             self._log._n_subs -= 1
+
+
+class EncodedView(Generic[E]):
+    """The ring of one encoding of a log's entries (see :meth:`FanoutLog.view`)."""
+
+    __slots__ = ("buf", "encode", "encode_gap")
+
+    def __init__(self, capacity: int, encode: Callable[[Any], E], encode_gap: Callable[[Gap], E]) -> None:
+        self.buf: list[E | None] = [None] * capacity
+        self.encode = encode
+        self.encode_gap = encode_gap
+
+    def encode_entry(self, item: Any) -> E:
+        return self.encode_gap(item) if isinstance(item, Gap) else self.encode(item)
 
 
 class _Immediate:

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 from sse_starlette import EventSourceResponse
+from starlette.types import Message, Send
 
 from onair.fanout import metrics
 from onair.fanout.log import Gap, Subscription
@@ -55,6 +56,7 @@ async def sse_stream(
     on_close: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """The body of an SSE response: chunks of encoded frames, ``event: gap`` where entries were lost."""
+    view = sub.log.view(encode, gap_frame)  # each entry encoded once, shared by every connection
     try:
         while await sub.wait():
             if max_lag is not None and sub.lag > max_lag:
@@ -64,22 +66,28 @@ async def sse_stream(
                     metrics.slow_client_disconnect("sse")
                     return
                 continue
-            frames: list[bytes] = []
-            for item in sub.drain(batch):
-                if isinstance(item, Gap):
-                    frames.append(gap_frame(item))
-                    if item.reason == "behind" and slow_client == "disconnect":
-                        yield b"".join(frames)
-                        metrics.slow_client_disconnect("sse")
-                        return
-                else:
-                    frames.append(encode(item))
-            if frames:
+            behind, frames = sub.drain_encoded(view, batch)
+            if behind is not None:
+                yield gap_frame(behind)
+                if slow_client == "disconnect":
+                    metrics.slow_client_disconnect("sse")
+                    return
+            elif frames:
                 yield frames[0] if len(frames) == 1 else b"".join(frames)
     finally:
         sub.close()
         if on_close is not None:
             on_close()
+
+
+class _EventSource(EventSourceResponse):
+    """sse-starlette's response, minus the per-write cancel scope when there is no send timeout."""
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        if self.send_timeout is None:
+            await send(message)
+        else:
+            await super()._send_with_timeout(send, message)
 
 
 def sse_response(
@@ -98,7 +106,7 @@ def sse_response(
     ``send_timeout_s`` ends the response when one write blocks that long (a client that stopped
     reading altogether), whatever the policy.
     """
-    return EventSourceResponse(
+    return _EventSource(
         sse_stream(
             sub, encode=encode, slow_client=slow_client, max_lag=max_lag, batch=batch, on_close=on_close
         ),

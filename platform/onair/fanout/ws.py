@@ -65,6 +65,7 @@ async def serve_websocket(
         await websocket.accept()
     last_send = time.monotonic()
     lock = asyncio.Lock()
+    view = sub.log.view(encode, gap_text)  # each entry encoded once, shared by every connection
 
     async def send(text: str) -> None:
         nonlocal last_send
@@ -86,13 +87,13 @@ async def serve_websocket(
                 if slow_client == "disconnect":
                     raise _SlowClient
                 continue
-            for item in sub.drain(batch):
-                if isinstance(item, Gap):
-                    await send(gap_text(item))
-                    if item.reason == "behind" and slow_client == "disconnect":
-                        raise _SlowClient
-                else:
-                    await send(encode(item))
+            behind, texts = sub.drain_encoded(view, batch)
+            if behind is not None:
+                await send(gap_text(behind))
+                if slow_client == "disconnect":
+                    raise _SlowClient
+            for text in texts:
+                await send(text)
         # The log was closed: say goodbye normally.
         await websocket.close(1000)
 
