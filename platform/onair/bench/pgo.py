@@ -186,7 +186,7 @@ def register(app: typer.Typer) -> None:
         from onair.logging import configure_logging
 
         # The in-process profstore logs each upload: keep this process's logs to warnings, on stderr.
-        configure_logging("bench", level="WARNING", stream=sys.stderr)
+        configure_logging("bench", level="WARNING", stream=sys.__stderr__ or sys.stderr)
 
         with Progress(
             SpinnerColumn(),
