@@ -22,6 +22,8 @@ from onair.logging import CATEGORY_RE
 
 ENVELOPE_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_VALID_CATEGORIES: set[str] = set()  # categories already checked against CATEGORY_RE
 # Fields of a log line that are envelope fields, not free-form data.
 _RESERVED = frozenset(
     {"ts", "level", "service", "event", "request_id", "category", "entity", "seq", "event_id", "v"}
@@ -41,7 +43,7 @@ def ts_to_us(ts: str) -> int:
     dt = datetime.fromisoformat(ts)
     if dt.tzinfo is None:
         raise ValueError(f"timestamp {ts!r} has no time zone")
-    return (dt - _EPOCH) // timedelta(microseconds=1)
+    return (dt - _EPOCH) // _US
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +58,12 @@ class Envelope:
     event: str | None = None
     request_id: str | None = None
     v: int = ENVELOPE_VERSION
+    _ts_us: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def ts_us(self) -> int:
-        return ts_to_us(self.ts)
+        """``ts`` in microseconds since the epoch (parsed once when the envelope was decoded)."""
+        return self._ts_us if self._ts_us is not None else ts_to_us(self.ts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,15 +100,20 @@ class Envelope:
         if v != ENVELOPE_VERSION:
             raise EnvelopeError(f"unsupported envelope version {v!r} (expected {ENVELOPE_VERSION})")
         for name in ("event_id", "ts", "service", "category", "entity"):
-            if not isinstance(obj.get(name), str) or not obj[name]:
+            value = obj.get(name)
+            if value.__class__ is not str or not value:
                 raise EnvelopeError(f"field {name!r} must be a non-empty string")
-        if not CATEGORY_RE.match(obj["category"]):
-            raise EnvelopeError(f"category {obj['category']!r} must be 2-3 dotted lowercase levels")
+        category = obj["category"]
+        if category not in _VALID_CATEGORIES:
+            if not CATEGORY_RE.match(category):
+                raise EnvelopeError(f"category {category!r} must be 2-3 dotted lowercase levels")
+            if len(_VALID_CATEGORIES) < 10_000:
+                _VALID_CATEGORIES.add(category)
         seq = obj.get("seq")
         if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
             raise EnvelopeError("field 'seq' must be a non-negative integer or null")
         try:
-            ts_to_us(obj["ts"])
+            ts_us = ts_to_us(obj["ts"])
         except ValueError as exc:
             raise EnvelopeError(f"field 'ts': {exc}") from None
         data = obj.get("data", {})
@@ -123,6 +132,7 @@ class Envelope:
             data=data,
             event=obj.get("event"),
             request_id=obj.get("request_id"),
+            _ts_us=ts_us,
         )
 
 

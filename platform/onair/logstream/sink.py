@@ -185,7 +185,9 @@ class LogStreamSink:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        self._spill([])
+        # a chunk taken from the buffer and cut off mid-send is older than the buffer: spool it first
+        current, self._current = self._current, None
+        self._spill(current[0] if current is not None and not current[1] else [])
         if self._producer is not None:
             producer, self._producer = self._producer, None
             with contextlib.suppress(Exception):
@@ -194,6 +196,7 @@ class LogStreamSink:
 
     # -- sender ----------------------------------------------------------------------------------
     _inflight = 0
+    _current: tuple[list[SpoolRecord], bool] | None = None
 
     def _spill(self, failed: list[SpoolRecord]) -> None:
         """Move failed records and the buffer to the front of the spool (they are the oldest)."""
@@ -237,7 +240,9 @@ class LogStreamSink:
                     await self._wake.wait()
                 continue
             self._inflight = len(chunk)
+            self._current = (chunk, from_spool)
             ok = await self._send(chunk)
+            self._current = None
             self._inflight = 0
             if from_spool:
                 self.spool.advance(ok)
