@@ -117,3 +117,18 @@ def test_position_text_roundtrip() -> None:
     assert Position.parse(str(pos)) == pos
     with pytest.raises(UnknownPosition):
         Position.parse("media.broad_info.title:x:1")
+
+
+def test_platform_tables_for_a_service_migration() -> None:
+    from sqlalchemy import create_engine, inspect
+
+    from onair.logstream.schema import create_tables, drop_tables
+
+    engine = create_engine("sqlite://")
+    with engine.begin() as conn:
+        create_tables(conn)
+        create_tables(conn)  # idempotent
+        names = set(inspect(conn).get_table_names())
+        assert {"projection_offsets", "projection_entity_positions", "projection_dead_letters"} <= names
+        drop_tables(conn)
+        assert not inspect(conn).get_table_names()

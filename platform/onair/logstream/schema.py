@@ -3,7 +3,8 @@
 ``metadata`` holds ``projection_offsets`` (next offset per projection/topic/partition, written in
 the same transaction as the read model), ``projection_entity_positions`` (last applied position and
 vote-counter state per projection/topic/entity) and ``projection_dead_letters``. A service includes
-``metadata`` in its Alembic ``target_metadata`` (or calls :func:`ensure_schema` in tests/benchmarks).
+``metadata`` in its Alembic ``target_metadata`` and creates the tables in a migration with
+:func:`create_tables` (tests and benchmarks call :func:`ensure_schema`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 metadata = MetaData()
@@ -68,6 +70,16 @@ projection_dead_letters = Table(
     Column("error", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+
+def create_tables(connection: Connection) -> None:
+    """For a service's Alembic migration: ``def upgrade(): create_tables(op.get_bind())``."""
+    metadata.create_all(connection, checkfirst=True)
+
+
+def drop_tables(connection: Connection) -> None:
+    """For a service's Alembic migration: ``def downgrade(): drop_tables(op.get_bind())``."""
+    metadata.drop_all(connection, checkfirst=True)
 
 
 async def ensure_schema(engine: AsyncEngine, extra: Iterable[MetaData] = ()) -> None:
