@@ -172,6 +172,7 @@ async def test_tokens_protect_writes(tmp_path: Path) -> None:
         ("GET", "/v1/profiles/app/notanumber", {}, "invalid_time"),
         ("DELETE", "/v1/profiles/app", {"from": "1h"}, "invalid_range"),
         ("POST", "/v1/profiles/app", {"at": "99999999999999"}, "invalid_time"),
+        ("POST", "/v1/profiles/app", {"at": "1000"}, "invalid_time"),
         ("GET", "/nope", {}, "not_found"),
     ],
 )

@@ -397,6 +397,8 @@ def create_app(settings: ProfstoreSettings | None = None, *, store: ProfileStore
                 at = _ms_path(at_raw)
                 if at > now_ms() + MAX_FUTURE_MS:
                     raise ApiError(400, "invalid_time", "at= is in the future")
+                if at < now_ms() - ps.store.retention.window_ms:
+                    raise ApiError(400, "invalid_time", "at= is older than the retention window")
             body = await ps.read_body(request)
             result = await ps.upload(name, body, at)
         except ApiError as exc:
