@@ -11,11 +11,12 @@ from onair.cache.metrics import CacheMetrics
 from onair.cache.near import MISSING, NearCache
 from onair.cache.reader import CachedReader, CacheUnavailable
 from onair.cache.singleflight import SingleFlight
-from onair.cache.tokens import TokenCache
+from onair.cache.tokens import SEVEN_DAYS_S, TokenCache
 from onair.cache.tracking import InvalidationListener, Tracker, TrackingLost
 
 __all__ = [
     "MISSING",
+    "SEVEN_DAYS_S",
     "CacheMetrics",
     "CacheUnavailable",
     "CachedReader",
