@@ -201,3 +201,16 @@ def test_inconsistent_indices_are_reported_not_crashed(breakage: str) -> None:
     with pytest.raises(ProfileError) as err:
         pprof.merge([pprof.loads(data, check=False)])
     assert err.value.kind == "inconsistent"
+
+
+def test_serialized_and_gzip_merges_equal_the_message_merge() -> None:
+    plain = [go("a.pb.gz"), go("b.pb.gz")]
+    labelled = [
+        make_profile([(["f", "main"], [1, 10]), (["f", "main"], [2, 20])], labels=[{"r": "a"}, {"r": "b"}]),
+        make_profile([(["f", "main"], [4, 40])], labels=[{"r": "a"}], id_offset=50),
+    ]
+    for profiles in (plain, labelled):
+        m = pprof.merge(profiles, comment="c")
+        assert pprof.Profile.FromString(pprof.merge_serialized(profiles, comment="c")) == m
+        assert pprof.loads(pprof.merge_gzip(profiles, comment="c")) == m
+        assert m.string_table[m.comment[-1]] == "c"

@@ -92,6 +92,7 @@ def run(
     profiles: int, size_kb: int, uploads: int, url: str | None, token: str | None, progress: Any
 ) -> dict[str, Any]:
     import gc
+    import gzip
     import tempfile
 
     import httpx
@@ -106,11 +107,11 @@ def run(
     with _PeakRss() as rss:
         t0 = time.perf_counter()
         parsed = [pprof.loads(b, check=False) for b in blobs]
-        merged = pprof.merge(parsed)
+        merged = pprof.merge_serialized(parsed)
         merge_s = time.perf_counter() - t0
-    out_bytes = len(pprof.dumps(merged, level=1))
+    out_bytes = len(gzip.compress(merged, compresslevel=1))
     samples_in = sum(len(p.sample) for p in parsed)
-    samples_out = len(merged.sample)
+    samples_out = len(pprof.Profile.FromString(merged).sample)
     del parsed, merged
     gc.collect()
 

@@ -73,8 +73,7 @@ def make_store(settings: ProfstoreSettings) -> ProfileStore:
 
 @dataclass
 class Merged:
-    data: bytes
-    profile: pprof.Profile
+    data: bytes  # gzip pprof
     refs: tuple[ProfileRef, ...]
     skipped: int
     html: str | None = None
@@ -226,16 +225,15 @@ class Profstore:
             raise ApiError(404, "no_profiles", f"no profiles for {app!r} in the requested window")
         started = time.perf_counter()
         try:
-            profile, used, skipped = await asyncio.to_thread(self._merge_sync, app, blobs)
+            data, used, skipped = await asyncio.to_thread(self._merge_sync, app, blobs)
         except pprof.ProfileError as exc:
             raise ApiError(409, exc.kind, f"the stored profiles cannot be merged: {exc.message}") from None
         self.metrics.merge_seconds.observe(time.perf_counter() - started)
-        data = await asyncio.to_thread(pprof.dumps, profile)
-        return Merged(data, profile, used, skipped)
+        return Merged(data, used, skipped)
 
     def _merge_sync(
         self, app: str, blobs: list[tuple[ProfileRef, bytes]]
-    ) -> tuple[pprof.Profile, tuple[ProfileRef, ...], int]:
+    ) -> tuple[bytes, tuple[ProfileRef, ...], int]:
         parsed: list[tuple[ProfileRef, pprof.Profile]] = []
         for ref, data in blobs:
             try:
@@ -251,7 +249,7 @@ class Profstore:
             raise pprof.ProfileError("empty", "none of the stored profiles could be read")
         comment = f"onair profstore: {app}, {len(parsed)} profile(s)"
         try:
-            merged = pprof.merge([p for _, p in parsed], comment=comment)
+            merged = pprof.merge_gzip([p for _, p in parsed], comment=comment)
         except pprof.ProfileError as exc:
             if exc.kind != "inconsistent":
                 raise
@@ -267,12 +265,13 @@ class Profstore:
             if not good:
                 raise
             parsed = good
-            merged = pprof.merge([p for _, p in parsed], comment=comment)
+            merged = pprof.merge_gzip([p for _, p in parsed], comment=comment)
         return merged, tuple(r for r, _ in parsed), len(blobs) - len(parsed)
 
     def view(self, app: str, m: Merged) -> str:
         if m.html is None:
-            m.html = render(app, m.profile, n_profiles=len(m.refs))
+            profile = pprof.loads(m.data, max_bytes=len(m.data), max_decompressed=1 << 40, check=False)
+            m.html = render(app, profile, n_profiles=len(m.refs))
         return m.html
 
     # -- retention ---------------------------------------------------------------------------------
