@@ -25,6 +25,32 @@ async def read(sub: Subscription[FanoutMessage], n: int) -> list[FanoutMessage |
     return out
 
 
+async def flowing(pub: NatsClient, sub: Subscription[FanoutMessage], subject: str) -> None:
+    """Publish probes until one comes back through the bridge (both connections are up)."""
+    async with asyncio.timeout(30):
+        while True:
+            await pub.publish(subject, b"probe")
+            try:
+                item = await asyncio.wait_for(anext(sub), 0.5)
+            except TimeoutError:
+                continue
+            assert isinstance(item, FanoutMessage)  # no (second) gap: one outage, one marker
+            if item.text() == "probe":
+                return
+
+
+async def read_numbers(sub: Subscription[FanoutMessage], n: int) -> list[FanoutMessage | Gap]:
+    """Like read(), skipping probes still in flight."""
+    out: list[FanoutMessage | Gap] = []
+    async for item in sub:
+        if isinstance(item, FanoutMessage) and item.text() == "probe":
+            continue
+        out.append(item)
+        if len(out) == n:
+            break
+    return out
+
+
 def payloads(items: list[FanoutMessage | Gap]) -> list[str]:
     return [i.text() if isinstance(i, FanoutMessage) else f"gap:{i.reason}" for i in items]
 
@@ -69,38 +95,25 @@ async def test_nats_restart_mid_stream_gives_a_gap_not_silence(nats_url: str, se
         bridge = FanoutBridge(client, capacity=128)
         subject = client.subject("chat", "r")
         sub = await bridge.subscribe(subject)
+        await flowing(pub, sub, subject)
         for i in range(20):
             await pub.publish(subject, str(i).encode())
-        before = await asyncio.wait_for(read(sub, 20), 10)
+        before = await asyncio.wait_for(read_numbers(sub, 20), 10)
         assert payloads(before) == [str(i) for i in range(20)]
 
         await asyncio.to_thread(servers.stop, "nats", hard=True)
         # While NATS is down the reader is told, it does not just go quiet.
-        gap = await asyncio.wait_for(anext(sub), 15)
+        gap = (await asyncio.wait_for(read_numbers(sub, 1), 15))[0]
         assert gap == Gap(None, "disconnected")
 
         await asyncio.to_thread(servers.start, "nats")
         await asyncio.wait_for(up.wait(), 30)
         # The publisher reconnects too; probe until a message makes the round trip again.
-        async with asyncio.timeout(30):
-            while True:
-                await pub.publish(subject, b"probe")
-                try:
-                    item = await asyncio.wait_for(anext(sub), 0.5)
-                except TimeoutError:
-                    continue
-                assert isinstance(item, FanoutMessage)  # no second gap: one outage, one marker
-                if item.text() == "probe":
-                    break
+        await flowing(pub, sub, subject)
         for i in range(20, 30):
             await pub.publish(subject, str(i).encode())
-        got: list[str] = []
-        while len(got) < 10:
-            item = await asyncio.wait_for(anext(sub), 10)
-            assert isinstance(item, FanoutMessage)
-            if item.text() != "probe":
-                got.append(item.text())
-        assert got == [str(i) for i in range(20, 30)]
+        after = await asyncio.wait_for(read_numbers(sub, 10), 10)
+        assert payloads(after) == [str(i) for i in range(20, 30)]
         await bridge.close()
 
 
@@ -130,3 +143,18 @@ async def test_jetstream_history_for_joiners(nats_url: str) -> None:
         ]
         await bridge.close()
         await js.delete_stream(stream)
+
+
+async def test_coalesced_wakeups_deliver_everything_in_order(nats_url: str) -> None:
+    p = prefix()
+    async with NatsClient(nats_url, subject_prefix=p) as client:
+        bridge = FanoutBridge(client, capacity=512, coalesce_s=0.02)
+        subject = client.subject("busy")
+        subs = [await bridge.subscribe(subject) for _ in range(50)]
+        readers = [asyncio.create_task(read(s, 300)) for s in subs]
+        for i in range(300):
+            await client.publish(subject, str(i).encode())
+        results = await asyncio.wait_for(asyncio.gather(*readers), 20)
+        for got in results:
+            assert payloads(got) == [str(i) for i in range(300)]
+        await bridge.close()

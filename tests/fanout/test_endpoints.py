@@ -62,10 +62,15 @@ def slow_counter(name: str) -> float:
     return metrics.snapshot().get(f"onair_fanout_slow_client_disconnects_total{{transport={name}}}", 0.0)
 
 
-async def test_sse_delivers_in_order_with_gap_events_and_heartbeats() -> None:
+@pytest.fixture(params=[False, True], ids=["sse-starlette", "SSEStream"])
+def fast_sse(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+async def test_sse_delivers_in_order_with_gap_events_and_heartbeats(fast_sse: bool) -> None:
     topics = Topics()
     async with (
-        running_server(create_app(topics, heartbeat_s=0.2)) as base,
+        running_server(create_app(topics, heartbeat_s=0.2, fast_sse=fast_sse)) as base,
         httpx.AsyncClient(base_url=base, timeout=10) as http,
         http.stream("GET", "/sse/a") as resp,
     ):
@@ -93,9 +98,9 @@ async def test_sse_delivers_in_order_with_gap_events_and_heartbeats() -> None:
         assert orjson.loads(gap["data"]) == {"missed": None, "reason": "disconnected"}
 
 
-async def test_sse_client_disconnect_closes_the_cursor() -> None:
+async def test_sse_client_disconnect_closes_the_cursor(fast_sse: bool) -> None:
     topics = Topics()
-    async with running_server(create_app(topics)) as base:
+    async with running_server(create_app(topics, fast_sse=fast_sse)) as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as http, http.stream("GET", "/sse/b") as resp:
             assert resp.status_code == 200
             await until(lambda: topics.log("b").subscribers == 1)
@@ -147,10 +152,10 @@ async def flood_until_behind(topics: Topics, log: FanoutLog[Any], payload: str, 
 
 
 @pytest.mark.parametrize("policy", ["skip", "disconnect"])
-async def test_sse_slow_client_policy(policy: str) -> None:
+async def test_sse_slow_client_policy(policy: str, fast_sse: bool) -> None:
     topics = Topics(capacity=32)
     before = slow_counter("sse")
-    async with running_server(create_app(topics, heartbeat_s=60)) as base:
+    async with running_server(create_app(topics, heartbeat_s=60, fast_sse=fast_sse)) as base:
         reader, writer = await raw_sse_reader(base, f"/sse/slow?policy={policy}")
         log = topics.log("slow")
         total = await flood_until_behind(topics, log, "x" * 1000)
@@ -230,3 +235,15 @@ async def test_websocket_slow_client_policy(policy: str) -> None:
         assert len(gaps) == 1 and frames[-1]["type"] == "gap"
         assert len(got) + gaps[0]["missed"] < total
         assert slow_counter("ws") == before + 1
+
+
+async def test_fast_sse_rejects_bad_requests_and_leaves_other_routes_to_the_app() -> None:
+    topics = Topics()
+    async with (
+        running_server(create_app(topics, fast_sse=True)) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as http,
+    ):
+        assert (await http.get("/sse/x?policy=maybe")).status_code == 400
+        assert (await http.get("/sse/x?last=-3")).status_code == 400
+        assert (await http.get("/openapi.json")).status_code == 200  # the FastAPI app behind it
+        assert topics.logs == {}

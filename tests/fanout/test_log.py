@@ -296,3 +296,39 @@ async def test_upstream_gap_markers_are_seen_in_order() -> None:
     log.mark_gap("disconnected")
     log.publish(2)
     assert sub.drain(10) == [1, Gap(None, "disconnected"), 2]
+
+
+async def test_publish_without_wake_then_wake() -> None:
+    log: FanoutLog[int] = FanoutLog(capacity=8)
+    sub = log.subscribe()
+    reader = asyncio.create_task(collect(sub, 3))
+    await asyncio.sleep(0)
+    for i in range(3):
+        log.publish(i, wake=False)
+    await asyncio.sleep(0)
+    assert not reader.done() and log.waiting == 1  # appended, nobody woken yet
+    assert log.subscribe(start="oldest").drain(10) == [0, 1, 2]  # an awake reader sees them at once
+    log.wake()
+    assert await asyncio.wait_for(reader, 2) == [0, 1, 2]
+
+
+async def test_encoded_view_is_filled_once_per_entry_and_sliced_per_reader() -> None:
+    calls: list[int] = []
+
+    def encode(item: int) -> bytes:
+        calls.append(item)
+        return b"<%d>" % item
+
+    log: FanoutLog[int] = FanoutLog(capacity=4)
+    log.publish(0)
+    view = log.view(encode, lambda g: b"<gap>")
+    assert log.view(encode, view.encode_gap) is view
+    subs = [log.subscribe(start="oldest") for _ in range(50)]
+    for i in range(1, 6):
+        log.publish(i)
+    log.mark_gap()
+    assert calls == [0, 1, 2, 3, 4, 5]  # once per entry, not once per reader
+    for sub in subs:
+        gap, frames = sub.drain_encoded(view, 100)
+        assert gap == Gap(3) and frames == []
+        assert sub.drain_encoded(view, 100) == (None, [b"<3>", b"<4>", b"<5>", b"<gap>"])

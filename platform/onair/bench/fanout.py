@@ -23,7 +23,14 @@ def register(app: typer.Typer) -> None:
         client_procs: Annotated[int, typer.Option(help="End to end: client processes.")] = 1,
         sample_every: Annotated[
             int, typer.Option(help="End to end: record latency on every n-th connection (loss: all).")
-        ] = 1,
+        ] = 10,
+        coalesce_ms: Annotated[
+            float,
+            typer.Option(help="End to end: wake SSE readers at most once per this many ms (0: per message)."),
+        ] = 0.0,
+        sse_endpoint: Annotated[
+            str, typer.Option(help="End to end: 'fast' (SSEStream) or 'sse-starlette' (EventSourceResponse).")
+        ] = "fast",
         nats_url: Annotated[
             str | None, typer.Option(help="NATS to use (default: start one with the devstack code).")
         ] = None,
@@ -61,6 +68,8 @@ def register(app: typer.Typer) -> None:
                     nats_url=nats_url,
                     client_procs=client_procs,
                     sample_every=sample_every,
+                    fast_sse=sse_endpoint != "sse-starlette",
+                    coalesce_s=coalesce_ms / 1000,
                     progress=note,
                 )
             )
@@ -93,7 +102,7 @@ def register(app: typer.Typer) -> None:
             t2 = Table(
                 title=f"NATS -> {sse['clients']} SSE clients at {sse['rate']} msg/s for {sse['seconds']} s"
             )
-            for col in ("deliveries", "p50 ms", "p99 ms", "max ms", "lost", "gap events"):
+            for col in ("deliveries", "p50 ms", "p99 ms", "max ms", "lost", "gap events", "CPU s srv/cli"):
                 t2.add_column(col, justify="right")
             t2.add_row(
                 f"{sse['deliveries']:,}",
@@ -102,6 +111,7 @@ def register(app: typer.Typer) -> None:
                 str(sse["max_ms"]),
                 str(sse["lost"]),
                 str(sse["gap_events"]),
+                f"{sse['server_cpu_s']}/{sse['clients_cpu_s']}",
             )
             out.print(t2)
         if as_json:

@@ -16,13 +16,15 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, WebSocket
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from onair.fanout.bridge import FanoutBridge
 from onair.fanout.log import Subscription
-from onair.fanout.sse import SlowClientPolicy, sse_response
+from onair.fanout.sse import SlowClientPolicy, SSEStream, sse_response
 from onair.fanout.ws import serve_websocket
 
 Source = Callable[[str, int], Awaitable[Subscription[Any]]]
@@ -44,7 +46,10 @@ def create_app(
     policy: SlowClientPolicy = "skip",
     max_lag: int | None = None,
     send_timeout_s: float | None = None,
-) -> FastAPI:
+    fast_sse: bool = False,
+) -> ASGIApp:
+    """The FastAPI app; with ``fast_sse`` wrapped so that ``GET /sse/...`` bypasses the framework
+    and is served by :class:`SSEStream` (``send_timeout_s`` then does not apply to SSE)."""
     app = FastAPI(title="onair fan-out")
 
     @app.get("/sse/{topic}")
@@ -73,7 +78,52 @@ def create_app(
         )
 
     default_policy = policy
-    return app
+    if not fast_sse:
+        return app
+    return FastSSE(app, source, heartbeat_s=heartbeat_s, policy=policy, max_lag=max_lag)
+
+
+class FastSSE:
+    """ASGI wrapper: ``GET /sse/{topic}`` straight to :class:`SSEStream`, the rest to ``app``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        source: Source,
+        *,
+        heartbeat_s: float,
+        policy: SlowClientPolicy,
+        max_lag: int | None,
+    ) -> None:
+        self.app = app
+        self.source = source
+        self.heartbeat_s = heartbeat_s
+        self.policy: SlowClientPolicy = policy
+        self.max_lag = max_lag
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] != "GET" or not path.startswith("/sse/"):
+            await self.app(scope, receive, send)
+            return
+        query = parse_qs(scope.get("query_string", b"").decode())
+        policy = query.get("policy", [self.policy])[0]
+        try:
+            last = int(query.get("last", ["0"])[0])
+        except ValueError:
+            last = -1
+        topic = path[len("/sse/") :]
+        if policy not in ("skip", "disconnect") or last < 0 or not topic or "/" in topic:
+            await PlainTextResponse("bad request", status_code=400)(scope, receive, send)
+            return
+        sub = await self.source(topic, last)
+        stream = SSEStream(
+            sub,
+            heartbeat_s=self.heartbeat_s,
+            slow_client=policy,
+            max_lag=self.max_lag,
+        )
+        await stream(scope, receive, send)
 
 
 def free_port() -> int:

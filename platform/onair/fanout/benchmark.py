@@ -232,7 +232,14 @@ def _run_loop(coro: Any) -> Any:
         return asyncio.run(coro)
 
 
-def serve_main(nats_url: str, pattern_prefix: str, port: int, capacity: int) -> None:
+def serve_main(
+    nats_url: str,
+    pattern_prefix: str,
+    port: int,
+    capacity: int,
+    fast_sse: bool = True,
+    coalesce_s: float = 0.0,
+) -> None:
     """The server process: NATS -> FanoutBridge -> SSE on 127.0.0.1:port (until killed)."""
     _raise_nofile()
     import uvicorn
@@ -243,9 +250,10 @@ def serve_main(nats_url: str, pattern_prefix: str, port: int, capacity: int) -> 
 
     async def main() -> None:
         client = NatsClient(nats_url, subject_prefix=pattern_prefix, name="fanout-bench-server")
-        bridge = FanoutBridge(client, capacity=capacity, own_client=True)
+        bridge = FanoutBridge(client, capacity=capacity, own_client=True, coalesce_s=coalesce_s)
         await bridge.start()
-        app = create_app(bridge_source(bridge, lambda t: client.subject("bench", t)), heartbeat_s=15)
+        source = bridge_source(bridge, lambda t: client.subject("bench", t))
+        app = create_app(source, heartbeat_s=15, fast_sse=fast_sse)
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
@@ -485,6 +493,8 @@ async def _e2e(
     capacity: int,
     client_procs: int,
     sample_every: int,
+    fast_sse: bool,
+    coalesce_s: float,
     note: Callable[[str], None],
 ) -> dict[str, Any]:
     from onair.clients import NatsClient
@@ -503,6 +513,8 @@ async def _e2e(
         prefix,
         str(port),
         str(capacity),
+        "fast" if fast_sse else "sse-starlette",
+        str(coalesce_s),
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
     )
@@ -594,6 +606,8 @@ async def _e2e(
         "lost": stats.lost,
         "gap_events": stats.gap_events,
         "out_of_order": stats.out_of_order,
+        "endpoint": "SSEStream" if fast_sse else "sse-starlette",
+        "coalesce_ms": coalesce_s * 1000,
         "latency_sampled_connections": len(range(0, clients, sample_every)),
         "server_cpu_s": server_cpu,
         "clients_cpu_s": round(stats.cpu_s, 2),
@@ -607,12 +621,27 @@ def run_e2e(
     capacity: int = 1024,
     nats_url: str | None = None,
     client_procs: int = 1,
-    sample_every: int = 1,
+    sample_every: int = 10,
+    fast_sse: bool = True,
+    coalesce_s: float = 0.0,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     note = progress or (lambda _m: None)
     if nats_url:
-        return asyncio.run(_e2e(nats_url, clients, rate, seconds, capacity, client_procs, sample_every, note))
+        return asyncio.run(
+            _e2e(
+                nats_url,
+                clients,
+                rate,
+                seconds,
+                capacity,
+                client_procs,
+                sample_every,
+                fast_sse,
+                coalesce_s,
+                note,
+            )
+        )
     from onair.devstack import Devstack
 
     with tempfile.TemporaryDirectory(prefix="onair-bench-fanout-") as root:
@@ -621,7 +650,20 @@ def run_e2e(
         stack.up()
         try:
             url = stack.env()["ONAIR_NATS_URL"]
-            return asyncio.run(_e2e(url, clients, rate, seconds, capacity, client_procs, sample_every, note))
+            return asyncio.run(
+                _e2e(
+                    url,
+                    clients,
+                    rate,
+                    seconds,
+                    capacity,
+                    client_procs,
+                    sample_every,
+                    fast_sse,
+                    coalesce_s,
+                    note,
+                )
+            )
         finally:
             stack.down()
 
@@ -634,6 +676,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("prefix")
     s.add_argument("port", type=int)
     s.add_argument("capacity", type=int)
+    s.add_argument("sse", choices=["fast", "sse-starlette"])
+    s.add_argument("coalesce", type=float)
     c = sub.add_parser("clients")
     c.add_argument("port", type=int)
     c.add_argument("path")
@@ -643,7 +687,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("sample_every", type=int)
     args = parser.parse_args(argv)
     if args.cmd == "serve":
-        serve_main(args.nats_url, args.prefix, args.port, args.capacity)
+        serve_main(args.nats_url, args.prefix, args.port, args.capacity, args.sse == "fast", args.coalesce)
     else:
         clients_main(args.port, args.path, args.count, args.expected, args.deadline, args.sample_every)
 

@@ -17,6 +17,7 @@ ordered consumer resumes at the next stream sequence, so such logs need no gap m
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -80,6 +81,11 @@ class _Feed:
     log: FanoutLog[FanoutMessage]
     nats_sub: NatsSubscription | None = None
     jetstream: bool = False
+    wake_pending: bool = False
+
+    def wake(self) -> None:
+        self.wake_pending = False
+        self.log.wake()
 
 
 class FanoutBridge(Lifecycle):
@@ -89,11 +95,19 @@ class FanoutBridge(Lifecycle):
     :class:`FanoutMessage`. The first call for a pattern subscribes to NATS; later calls only add a
     cursor. ``capacity`` is the number of entries each log retains (the window a slow reader has).
     The client is started by the bridge when needed and closed by it only if ``own_client``.
+
+    ``coalesce_s > 0`` batches wake-ups: messages are appended as they arrive but parked readers
+    are woken at most once per ``coalesce_s`` (one timer per log, not per reader). It trades that
+    much latency for fewer, larger writes per connection when a process serves many viewers of a
+    busy subject. Readers never miss a wake-up either way: they compare sequence numbers first.
     """
 
-    def __init__(self, client: NatsClient, *, capacity: int = 1024, own_client: bool = False) -> None:
+    def __init__(
+        self, client: NatsClient, *, capacity: int = 1024, own_client: bool = False, coalesce_s: float = 0.0
+    ) -> None:
         self.client = client
         self.capacity = capacity
+        self.coalesce_s = coalesce_s
         self.own_client = own_client
         self._feeds: dict[str, _Feed] = {}
         self._closed = False
@@ -146,6 +160,7 @@ class FanoutBridge(Lifecycle):
         await self.start()
         flog: FanoutLog[FanoutMessage] = FanoutLog(self.capacity, name=pattern)
         feed = _Feed(pattern, flog, jetstream=history > 0)
+        coalesce = self.coalesce_s
         self._feeds[pattern] = feed
 
         async def on_msg(msg: Msg) -> None:
@@ -157,9 +172,14 @@ class FanoutBridge(Lifecycle):
                     stream_seq = msg.metadata.sequence.stream
                 except Exception:  # pragma: no cover - not a JetStream delivery
                     stream_seq = None
-            flog.publish(
-                FanoutMessage(msg.subject, msg.data, flog.head, time.time(), msg.headers, stream_seq)
-            )
+            entry = FanoutMessage(msg.subject, msg.data, flog.head, time.time(), msg.headers, stream_seq)
+            if not coalesce:
+                flog.publish(entry)
+                return
+            flog.publish(entry, wake=False)
+            if not feed.wake_pending:
+                feed.wake_pending = True
+                asyncio.get_running_loop().call_later(coalesce, feed.wake)
 
         try:
             if history > 0:

@@ -148,8 +148,12 @@ class FanoutLog(Generic[T]):
         return self.delivered_reported
 
     # -- writer --------------------------------------------------------------------------------
-    def publish(self, item: T | Gap) -> int:
-        """Append ``item``, wake the parked readers once; return its sequence number. O(1) + wakes."""
+    def publish(self, item: T | Gap, *, wake: bool = True) -> int:
+        """Append ``item``, wake the parked readers once; return its sequence number. O(1) + wakes.
+
+        ``wake=False`` appends without waking (a writer batching on purpose calls :meth:`wake`
+        later); readers that are awake see the entry at once either way.
+        """
         if self._closed:
             raise LogClosed(f"fan-out log {self.name!r} is closed")
         seq = self._head
@@ -159,9 +163,14 @@ class FanoutLog(Generic[T]):
             for view in self._views.values():
                 view.buf[slot] = view.encode_entry(item)
         self._head = seq + 1
-        if self._waiters:
+        if wake and self._waiters:
             self._wake()
         return seq
+
+    def wake(self) -> None:
+        """Wake the parked readers (after ``publish(..., wake=False)``)."""
+        if self._waiters:
+            self._wake()
 
     def view(self, encode: Callable[[T], E], encode_gap: Callable[[Gap], E]) -> EncodedView[E]:
         """A ring parallel to this one holding each entry encoded once (e.g. its SSE frame).
