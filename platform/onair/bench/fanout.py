@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="NATS to use (default: start one with the devstack code).")
         ] = None,
         skip_sse: Annotated[bool, typer.Option("--skip-sse", help="Only the in-process part.")] = False,
+        skip_inproc: Annotated[bool, typer.Option("--skip-inproc", help="Only the end-to-end part.")] = False,
         as_json: Annotated[
             bool, typer.Option("--json", help="Print one JSON object as the last line.")
         ] = False,
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
             def note(msg: str) -> None:
                 progress.update(task, description=msg)
 
-            inproc = run_inproc(subscribers, messages, buffer, note)
+            inproc = None if skip_inproc else run_inproc(subscribers, messages, buffer, note)
             sse = (
                 None
                 if skip_sse
@@ -74,30 +75,39 @@ def register(app: typer.Typer) -> None:
                 )
             )
 
-        table = Table(title=f"Fan-out: {subscribers} subscribers x {messages} messages, buffer {buffer}")
-        for col in ("consumer", "design", "wall s", "deliveries/s", "peak traced", "speedup", "mem ratio"):
-            table.add_column(col, justify="right" if col not in ("consumer", "design") else "left")
-        for label, block in (("batched", inproc), ("per item", inproc["per_item"])):
-            table.add_row(
-                label,
-                "shared log",
-                f"{block['fanoutlog_s']:.3f}",
-                f"{block['fanoutlog_deliveries_per_s']:,}",
-                f"{block['fanoutlog_peak_bytes'] / 1024:,.0f} KiB",
-                f"{block['speedup']}x",
-                f"{block['mem_ratio']}",
-            )
-            table.add_row(
-                "",
-                "queue/sub",
-                f"{block['queue_s']:.3f}",
-                f"{block['queue_deliveries_per_s']:,}",
-                f"{block['queue_peak_bytes'] / 1024:,.0f} KiB",
-                "",
-                "",
-            )
         out = Console(width=max(Console().width, 100))
-        out.print(table)
+        if inproc is not None:
+            table = Table(title=f"Fan-out: {subscribers} subscribers x {messages} messages, buffer {buffer}")
+            for col in (
+                "consumer",
+                "design",
+                "wall s",
+                "deliveries/s",
+                "peak traced",
+                "speedup",
+                "mem ratio",
+            ):
+                table.add_column(col, justify="right" if col not in ("consumer", "design") else "left")
+            for label, block in (("batched", inproc), ("per item", inproc["per_item"])):
+                table.add_row(
+                    label,
+                    "shared log",
+                    f"{block['fanoutlog_s']:.3f}",
+                    f"{block['fanoutlog_deliveries_per_s']:,}",
+                    f"{block['fanoutlog_peak_bytes'] / 1024:,.0f} KiB",
+                    f"{block['speedup']}x",
+                    f"{block['mem_ratio']}",
+                )
+                table.add_row(
+                    "",
+                    "queue/sub",
+                    f"{block['queue_s']:.3f}",
+                    f"{block['queue_deliveries_per_s']:,}",
+                    f"{block['queue_peak_bytes'] / 1024:,.0f} KiB",
+                    "",
+                    "",
+                )
+            out.print(table)
         if sse is not None:
             t2 = Table(
                 title=f"NATS -> {sse['clients']} SSE clients at {sse['rate']} msg/s for {sse['seconds']} s"

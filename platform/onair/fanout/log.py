@@ -93,9 +93,9 @@ class FanoutLog(Generic[T]):
         self._buf: list[T | Gap | None] = [None] * capacity
         self._head = 0
         self._closed = False
-        # Parked readers, one future each (a dict: ordered, O(1) insert). A future cancelled with
-        # its task stays until the next wake-up swaps the table, or a purge when the table grows.
-        self._waiters: dict[asyncio.Future[bool], None] = {}
+        # Parked readers, one future each. A future cancelled with its task (or resolved by
+        # sub.close()) stays until the next wake-up swaps the table, or a purge when it grows.
+        self._waiters: list[asyncio.Future[bool]] = []
         self._purge_at = 64
         self._n_subs = 0
         self._views: dict[tuple[object, object], EncodedView[Any]] = {}
@@ -198,7 +198,7 @@ class FanoutLog(Generic[T]):
             self._wake(False)
 
     def _wake(self, more: bool = True) -> None:
-        waiters, self._waiters = self._waiters, {}
+        waiters, self._waiters = self._waiters, []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(more)
@@ -223,10 +223,10 @@ class FanoutLog(Generic[T]):
     def _park(self) -> asyncio.Future[bool]:
         waiters = self._waiters
         if len(waiters) >= self._purge_at:  # readers cancelled while parked: drop their futures
-            self._waiters = waiters = {f: None for f in waiters if not f.done()}
+            self._waiters = waiters = [f for f in waiters if not f.done()]
             self._purge_at = max(64, 2 * len(waiters))
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        waiters[fut] = None
+        waiters.append(fut)
         return fut
 
 
@@ -429,7 +429,6 @@ class Subscription(Generic[T]):
         fut = self._parked
         if fut is not None:  # wake only the reader parked on this subscription
             self._parked = None
-            self._log._waiters.pop(fut, None)
             if not fut.done():
                 fut.set_result(False)
 
