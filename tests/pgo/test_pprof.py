@@ -214,3 +214,14 @@ def test_serialized_and_gzip_merges_equal_the_message_merge() -> None:
         assert pprof.Profile.FromString(pprof.merge_serialized(profiles, comment="c")) == m
         assert pprof.loads(pprof.merge_gzip(profiles, comment="c")) == m
         assert m.string_table[m.comment[-1]] == "c"
+
+
+def test_sample_index_uses_the_default_type_or_the_last() -> None:
+    p = make_profile([(["f"], [1, 10])])
+    assert pprof.sample_index(p) == 1
+    p.default_sample_type = list(p.string_table).index("samples")
+    assert pprof.sample_index(p) == 0
+    p.default_sample_type = 0  # unset
+    assert pprof.sample_index(p, "cpu") == 1
+    with pytest.raises(ProfileError):
+        pprof.sample_index(p, "alloc_space")

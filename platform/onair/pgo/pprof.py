@@ -257,10 +257,9 @@ def sample_types(profile: Profile) -> list[tuple[str, str]]:
 def sample_index(profile: Profile, name: str | None = None) -> int:
     """Index of the sample type called ``name`` (default: the profile's default, else the last)."""
     types = [t for t, _ in sample_types(profile)]
-    if name is None and profile.default_sample_type:
-        name = profile.string_table[profile.default_sample_type]
     if name is None:
-        return len(types) - 1
+        default = profile.string_table[profile.default_sample_type] if profile.default_sample_type else ""
+        return types.index(default) if default in types else len(types) - 1
     if name not in types:
         raise ProfileError("incompatible", f"no sample type {name!r} (have {types})")
     return types.index(name)
