@@ -225,3 +225,15 @@ def test_sample_index_uses_the_default_type_or_the_last() -> None:
     assert pprof.sample_index(p, "cpu") == 1
     with pytest.raises(ProfileError):
         pprof.sample_index(p, "alloc_space")
+
+
+def test_wrong_value_count_is_caught_on_every_merge_path() -> None:
+    ms_types = [("samples", "count"), ("cpu", "milliseconds")]
+    for labels, types in ((None, None), ([{"k": "v"}], None), (None, ms_types)):
+        kw = {"types": types, "period": None} if types else {}
+        p = make_profile([(["f"], [1, 10])], labels=labels, **kw)  # type: ignore[arg-type]
+        p.sample[0].value.append(3)
+        ns = make_profile([(["f"], [1, 1])], period=None, id_offset=5)
+        with pytest.raises(ProfileError) as err:
+            pprof.merge([ns, p])  # plain, labelled, and scaled (ms -> ns) paths
+        assert err.value.kind == "inconsistent"

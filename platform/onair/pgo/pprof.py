@@ -447,15 +447,16 @@ def _merge(profiles: Sequence[Profile], comment: str | None) -> tuple[Profile, b
             if not any(f != 1 for f in scale) and not any(map(_LABEL, samples)):
                 _add_plain(acc, samples, lget, nt, pi)
                 continue
+            # Labels or unit scaling: one sample at a time, and the output built as messages.
             acc_get = acc.get
             labelled = True
             for sample in samples:
                 key: object = tuple(map(lget, sample.location_id))
                 if sample.label:
                     key = (key, _label_key(sample.label, sidx))
+                if len(sample.value) != nt:
+                    raise _bad(f"profile {pi}: a sample has {len(sample.value)} values, expected {nt}")
                 vals = list(map(int.__mul__, sample.value, scale))
-                if len(vals) != nt:
-                    raise _bad(f"profile {pi}: a sample has {len(vals)} values, expected {nt}")
                 cur = acc_get(key)
                 acc[key] = vals if cur is None else list(map(add, cur, vals))
         except (KeyError, IndexError) as exc:
