@@ -332,3 +332,38 @@ async def test_encoded_view_is_filled_once_per_entry_and_sliced_per_reader() -> 
         gap, frames = sub.drain_encoded(view, 100)
         assert gap == Gap(3) and frames == []
         assert sub.drain_encoded(view, 100) == (None, [b"<3>", b"<4>", b"<5>", b"<gap>"])
+
+
+async def test_metrics_are_read_from_the_log_at_scrape_time() -> None:
+    from onair.fanout import metrics
+
+    log: FanoutLog[int] = FanoutLog(capacity=4, name="metrics-test")
+    a, b = log.subscribe(), log.subscribe()
+    for i in range(6):
+        log.publish(i)
+    assert a.drain(10) == [Gap(2)]
+    assert a.drain(10) == [2, 3, 4, 5]
+    assert b.drain(2) == [Gap(2)]
+    assert b.drain(2) == [2, 3]
+    b.close()
+    assert await asyncio.wait_for(_parked_then_woken(a, log), 2) == 6
+    snap = metrics.snapshot()
+    assert snap["onair_fanout_subscribers{log=metrics-test}"] == 1
+    assert snap["onair_fanout_published_total{log=metrics-test}"] == 7
+    # a reader reports what it delivered when it parks, skips or closes: a's last entry is not in yet
+    assert snap["onair_fanout_delivered_total{log=metrics-test}"] == 4 + 2
+    assert snap["onair_fanout_gaps_total{log=metrics-test}"] == 2
+    assert snap["onair_fanout_missed_total{log=metrics-test}"] == 4
+    a.close()
+    assert metrics.snapshot()["onair_fanout_delivered_total{log=metrics-test}"] == 4 + 2 + 1
+    assert metrics.snapshot()["onair_fanout_subscribers{log=metrics-test}"] == 0
+    metrics.ensure_registered()  # idempotent
+    metrics.ensure_registered()
+
+
+async def _parked_then_woken(sub: Subscription[int], log: FanoutLog[int]) -> int:
+    reader = asyncio.create_task(anext(sub))
+    await asyncio.sleep(0)
+    assert log.waiting == 1
+    log.publish(6)
+    return await reader

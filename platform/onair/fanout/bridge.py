@@ -130,7 +130,7 @@ class FanoutBridge(Lifecycle):
         self._closed = True
         feeds, self._feeds = self._feeds, {}
         for feed in feeds.values():
-            if feed.nats_sub is not None and self.client._nc is not None and self.client.raw.is_connected:
+            if feed.nats_sub is not None and self._connected():
                 try:
                     await feed.nats_sub.unsubscribe()
                 except Exception as exc:  # pragma: no cover - best effort at shutdown
@@ -138,6 +138,12 @@ class FanoutBridge(Lifecycle):
             feed.log.close()
         if self.own_client:
             await self.client.close()
+
+    def _connected(self) -> bool:
+        try:
+            return bool(self.client.raw.is_connected)
+        except RuntimeError:  # the client was closed first
+            return False
 
     # -- feeds -------------------------------------------------------------------------------------
     def log_for(self, pattern: str) -> FanoutLog[FanoutMessage] | None:
