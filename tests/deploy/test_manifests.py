@@ -1,5 +1,6 @@
 """docker-compose.yml and k8s/ are validated offline and kept true to the code (env names, ports)."""
 
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -76,3 +77,54 @@ def test_infrastructure_ports_match_between_compose_and_k8s() -> None:
     for name, port in {"valkey": 6379, "nats": 4222, "kafka": 9092, "postgres": 5432, "minio": 9000}.items():
         assert f"{port}:{port}" in compose[name]["ports"]
         assert port in k8s_ports[name]
+
+
+def _known_env_names(service: str) -> set[str]:
+    """Every environment variable a settings class of onair.config or the service reads."""
+    import importlib
+    import inspect
+
+    from pydantic_settings import BaseSettings
+
+    names: set[str] = {"DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
+    names |= {"ONAIR_HOST", "ONAIR_PORT"}  # read by `onair serve`
+    modules = [importlib.import_module("onair.config")]
+    with contextlib.suppress(ModuleNotFoundError):
+        modules.append(importlib.import_module(f"onair_services.{service}.settings"))
+    for module in modules:
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseSettings) and cls is not BaseSettings:
+                prefix = cls.model_config.get("env_prefix", "")
+                names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
+    return names
+
+
+def _compose_services() -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in _compose()["services"].items() if "build" in s}
+
+
+def test_compose_services_read_only_settings_that_exist() -> None:
+    services = _compose_services()
+    assert services, "compose runs no onair service"
+    for name, svc in services.items():
+        assert svc["command"] == [name]
+        unknown = set(svc["environment"]) - _known_env_names(name)
+        assert not unknown, f"{name}: compose sets variables no settings class reads: {sorted(unknown)}"
+
+
+def test_k8s_deployments_are_true_to_the_services() -> None:
+    import importlib
+
+    from starlette.routing import Route
+
+    for dep in (d for d in _kustomize("k8s/base") if d["kind"] == "Deployment"):
+        name = dep["metadata"]["name"]
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == [name]
+        assert {p["containerPort"] for p in container["ports"]} == {8000}  # the image's ONAIR_PORT
+        unknown = {e["name"] for e in container.get("env", [])} - _known_env_names(name)
+        assert not unknown, f"{name}: k8s sets variables no settings class reads: {sorted(unknown)}"
+        app = importlib.import_module(f"onair_services.{name}.app").create_app()
+        paths = {r.path for r in app.routes if isinstance(r, Route)}
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"]["path"] in paths, f"{name}: {probe} path is not a route"
