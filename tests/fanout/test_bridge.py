@@ -158,3 +158,34 @@ async def test_coalesced_wakeups_deliver_everything_in_order(nats_url: str) -> N
         for got in results:
             assert payloads(got) == [str(i) for i in range(300)]
         await bridge.close()
+
+
+async def test_messages_dropped_by_nats_py_become_an_exact_gap(nats_url: str) -> None:
+    """A full pending queue in nats-py (slow consumer) drops messages: the log says how many, where."""
+    p = prefix()
+    async with (
+        NatsClient(nats_url, subject_prefix=p) as client,
+        NatsClient(nats_url, subject_prefix=p) as pub,
+    ):
+        bridge = FanoutBridge(client, capacity=4096, pending_msgs_limit=5)
+        subject = client.subject("burst")
+        sub = await bridge.subscribe(subject)
+        total = 2000
+        for i in range(total):  # one burst: the client parses many per socket read, the queue holds 5
+            await pub.publish(subject, str(i).encode())
+        await pub.raw.flush()
+        seen: list[int] = []
+        gaps: list[Gap] = []
+        async with asyncio.timeout(20):
+            async for item in sub:
+                if isinstance(item, Gap):
+                    assert item.reason == "upstream" and item.missed
+                    gaps.append(item)
+                else:
+                    seen.append(int(item.text()))
+                if len(seen) + sum(g.missed or 0 for g in gaps) == total:
+                    break
+        assert gaps, "nats-py did not drop anything: the test did not test"
+        assert seen == sorted(seen) and seen[0] == 0
+        assert len(seen) + sum(g.missed or 0 for g in gaps) == total  # nothing lost silently
+        await bridge.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,8 @@ from onair.clients.base import Lifecycle
 from onair.config import NatsSettings, timeouts
 
 Callback = Callable[[], Awaitable[None]]
+ErrorCallback = Callable[[Exception], Awaitable[None]]
+_nats_logger = logging.getLogger("nats.aio.client")
 
 
 class NatsClient(Lifecycle):
@@ -40,6 +43,7 @@ class NatsClient(Lifecycle):
         self._nc: Client | None = None
         self._on_disconnect: list[Callback] = []
         self._on_reconnect: list[Callback] = []
+        self._on_error: list[ErrorCallback] = []
 
     def subject(self, *parts: object) -> str:
         joined = ".".join(str(p) for p in parts)
@@ -51,6 +55,10 @@ class NatsClient(Lifecycle):
     def on_reconnect(self, cb: Callback) -> None:
         self._on_reconnect.append(cb)
 
+    def on_error(self, cb: ErrorCallback) -> None:
+        """Also told of nats-py's asynchronous errors (e.g. ``SlowConsumerError``: a message dropped)."""
+        self._on_error.append(cb)
+
     async def _disconnected(self) -> None:
         for cb in self._on_disconnect:
             await cb()
@@ -58,6 +66,11 @@ class NatsClient(Lifecycle):
     async def _reconnected(self) -> None:
         for cb in self._on_reconnect:
             await cb()
+
+    async def _errored(self, exc: Exception) -> None:
+        _nats_logger.error("nats: encountered error", exc_info=exc)  # what nats-py does by default
+        for cb in self._on_error:
+            await cb(exc)
 
     async def start(self) -> None:
         if self._nc is not None:
@@ -72,6 +85,7 @@ class NatsClient(Lifecycle):
             max_outstanding_pings=2,
             disconnected_cb=self._disconnected,
             reconnected_cb=self._reconnected,
+            error_cb=self._errored,
             allow_reconnect=True,
         )
 

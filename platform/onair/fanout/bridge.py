@@ -9,6 +9,10 @@ a core NATS subscription gets a ``Gap(missed=None, reason="disconnected")`` mark
 published while the link is down are lost for core NATS, and how many cannot be known). Readers see
 the marker in order, between the last message before and the first message after the outage.
 
+A message nats-py drops because the subscription's pending queue is full (a slow consumer, which
+the bridge's O(1) callback makes unlikely) is not silent either: the bridge counts the drops and
+appends ``Gap(missed=n, reason="upstream")`` where they happened, before the next message.
+
 Subjects that need history (the last N chat messages for a viewer who joins) are fed from
 JetStream instead, by an ordered push consumer that starts N messages back in the stream. The log
 then retains that history for joiners (``subscribe(pattern, last=N)``), and after a reconnect the
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
+from nats.errors import SlowConsumerError
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from onair.clients.base import Lifecycle
@@ -82,10 +87,22 @@ class _Feed:
     nats_sub: NatsSubscription | None = None
     jetstream: bool = False
     wake_pending: bool = False
+    # Messages nats-py dropped (slow consumer), and how many older ones were still queued when
+    # the first of them was dropped: the gap goes after those.
+    dropped: int = 0
+    drop_after: int = 0
 
     def wake(self) -> None:
         self.wake_pending = False
         self.log.wake()
+
+    def flush_drops(self) -> None:
+        """Append the gap for the messages nats-py dropped (exact count) and start counting anew."""
+        if self.dropped and not self.log.closed:
+            self.log.mark_gap("upstream", missed=self.dropped)
+            metrics.upstream_gap(self.pattern)
+        self.dropped = 0
+        self.drop_after = 0
 
 
 class FanoutBridge(Lifecycle):
@@ -103,9 +120,16 @@ class FanoutBridge(Lifecycle):
     """
 
     def __init__(
-        self, client: NatsClient, *, capacity: int = 1024, own_client: bool = False, coalesce_s: float = 0.0
+        self,
+        client: NatsClient,
+        *,
+        capacity: int = 1024,
+        own_client: bool = False,
+        coalesce_s: float = 0.0,
+        pending_msgs_limit: int = 1_000_000,
     ) -> None:
         self.client = client
+        self.pending_msgs_limit = pending_msgs_limit
         self.capacity = capacity
         self.coalesce_s = coalesce_s
         self.own_client = own_client
@@ -120,6 +144,7 @@ class FanoutBridge(Lifecycle):
         if not self._hooked:
             self.client.on_disconnect(self._on_disconnect)
             self.client.on_reconnect(self._on_reconnect)
+            self.client.on_error(self._on_error)
             self._hooked = True
         metrics.ensure_registered()
 
@@ -179,10 +204,13 @@ class FanoutBridge(Lifecycle):
                 except Exception:  # pragma: no cover - not a JetStream delivery
                     stream_seq = None
             entry = FanoutMessage(msg.subject, msg.data, flog.head, time.time(), msg.headers, stream_seq)
+            flog.publish(entry, wake=not coalesce)
+            if feed.dropped:
+                feed.drop_after -= 1
+                if feed.drop_after <= 0:  # the last message older than the dropped ones
+                    feed.flush_drops()
             if not coalesce:
-                flog.publish(entry)
                 return
-            flog.publish(entry, wake=False)
             if not feed.wake_pending:
                 feed.wake_pending = True
                 asyncio.get_running_loop().call_later(coalesce, feed.wake)
@@ -192,7 +220,10 @@ class FanoutBridge(Lifecycle):
                 feed.nats_sub = await self._subscribe_jetstream(pattern, history, stream, on_msg)
             else:
                 feed.nats_sub = await self.client.subscribe(
-                    pattern, cb=on_msg, pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30
+                    pattern,
+                    cb=on_msg,
+                    pending_msgs_limit=self.pending_msgs_limit,
+                    pending_bytes_limit=1 << 30,
                 )
             # The subscription is in effect at the server when feed() returns.
             await self.client.raw.flush(timeout=max(1, round(self.client.timeout_s)))
@@ -217,7 +248,7 @@ class FanoutBridge(Lifecycle):
             cb=on_msg,  # type: ignore[arg-type]
             ordered_consumer=True,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start),
-            pending_msgs_limit=1_000_000,
+            pending_msgs_limit=self.pending_msgs_limit,
             pending_bytes_limit=1 << 30,
         )
 
@@ -245,6 +276,19 @@ class FanoutBridge(Lifecycle):
             return
         self._down = True
         self._mark_gaps("nats disconnected")
+
+    async def _on_error(self, exc: Exception) -> None:
+        """nats-py dropped a message for one of our subscriptions (its pending queue was full)."""
+        if not isinstance(exc, SlowConsumerError) or self._closed:
+            return
+        for feed in self._feeds.values():
+            if feed.nats_sub is not None and feed.nats_sub is exc.sub:
+                if not feed.dropped:
+                    feed.drop_after = exc.sub.pending_msgs  # older messages still queued
+                feed.dropped += 1
+                if feed.drop_after <= 0:
+                    feed.flush_drops()
+                return
 
     async def _on_reconnect(self) -> None:
         if self._closed:
