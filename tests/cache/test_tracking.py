@@ -41,11 +41,12 @@ async def test_write_in_one_client_invalidates_the_other(stack: Stack, protocol:
     assert db.loads == loads + 1
 
 
-async def test_bcast_prefix_invalidates_keys_never_read(stack: Stack) -> None:
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_bcast_prefix_invalidates_keys_never_read(stack: Stack, protocol: int) -> None:
     writer = await stack.client()
     prefix = writer.key("hot", "")
     got: list[list[str] | None] = []
-    tracker = await stack.tracker(prefixes=[prefix])
+    tracker = await stack.tracker(prefixes=[prefix], protocol=protocol)
     assert tracker.mode == "bcast"
     tracker.add_listener(got.append)
     await writer.raw.set(writer.key("cold", "x"), b"1")  # outside the prefix

@@ -144,8 +144,9 @@ def register(app: typer.Typer) -> None:
                 "-" if r.inval_p99_ms is None else f"{r.inval_p99_ms:.3f}",
                 str(r.writes),
             )
-        Console().print(table)
-        Console().print(
+        out_console = Console(width=max(Console().width, 130))
+        out_console.print(table)
+        out_console.print(
             f"single-flight: 1,000 concurrent misses of one key -> {out['singleflight']} database load(s)"
         )
         if as_json:
