@@ -116,6 +116,73 @@ async def test_killed_mid_batch_then_restarted_gives_the_exact_fold(
             ).all()
         )
     assert sum(stored.values()) == len(envs)
+    # metrics count what was committed, not what was attempted and rolled back
+    from onair.logstream.metrics import APPLIED, LAG_RECORDS
+
+    assert sum(APPLIED.labels(name, topic, str(p))._value.get() for p in range(3)) == len(envs)
+    assert all(LAG_RECORDS.labels(name, topic, str(p))._value.get() == 0 for p in range(3))
+
+
+async def test_projector_process_killed_with_sigkill_then_restarted(
+    kafka: KafkaClient, engine: AsyncEngine, database_url: str
+) -> None:
+    import os
+    import signal
+    import sys
+    from pathlib import Path
+
+    from onair.logstream.benchmark import apply_count, bench_counts, bench_model
+
+    await ensure_schema(engine, [bench_model])
+    topic = f"test.{uid()}.sigkill"
+    await kafka.ensure_topics([topic], partitions=3)
+    envs = [envelope(topic, f"e{i % 13}", seq=i, value=i, state="x") for i in range(2000)]
+    await produce(kafka, envs)
+    name = uid("sigkill")
+    script = Path(__file__).with_name("projector_proc.py")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        kafka.bootstrap,
+        database_url,
+        name,
+        topic,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(60):
+            applying = 0
+            while applying < 6:  # a few batches committed, the 6th is in its transaction
+                line = await proc.stdout.readline()
+                assert line, "the projector process ended early"
+                applying += line.startswith(b"applying")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+    async def counted() -> dict[str, tuple[int, int]]:
+        async with session_factory(engine)() as session:
+            rows = await session.execute(
+                select(bench_counts.c.entity, bench_counts.c.n, bench_counts.c.total)
+            )
+            return {r[0]: (r[1], r[2]) for r in rows}
+
+    assert 0 < sum(n for n, _ in (await counted()).values()) < len(envs)
+    expected: dict[str, tuple[int, int]] = {}
+    for e in envs:
+        n, total = expected.get(e.entity, (0, 0))
+        expected[e.entity] = (n + 1, total + e.data["value"])
+    runner = ProjectionRunner(kafka, engine, Projection(name, [topic], apply_count), batch_max=500)
+    await runner.start()
+    try:
+
+        async def done() -> bool:
+            return await counted() == expected
+
+        await eventually(done, 40)
+    finally:
+        await runner.stop()
 
 
 async def test_out_of_order_votes_and_poison_records(kafka: KafkaClient, engine: AsyncEngine) -> None:
