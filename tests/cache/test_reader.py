@@ -203,3 +203,30 @@ async def test_valkey_killed_mid_run_serves_no_stale_value_and_recovers(
     loads = db.loads
     assert await reader.get(key, db.loader(key)) == {"v": 3}
     assert db.loads == loads  # near cache serves again
+
+
+async def test_metrics_are_exported_per_reader(stack: Stack) -> None:
+    from prometheus_client import CollectorRegistry
+
+    db = Db()
+    registry = CollectorRegistry()
+    tracker = await stack.tracker()
+    reader = CachedReader(tracker.client, tracker, registry=registry, name="items")
+    second = CachedReader(tracker.client, tracker, registry=registry, name="other")  # same registry: fine
+    stack.exits.callback(reader.close)
+    stack.exits.callback(second.close)
+    key = reader.client.key("m")
+    db.rows[key] = 1
+    for _ in range(4):
+        await reader.get(key, db.loader(key))
+
+    def value(name: str) -> float:
+        got = registry.get_sample_value(f"onair_cache_{name}_total", {"cache": "items"})
+        return -1.0 if got is None else got
+
+    assert value("loader_calls") == 1
+    assert value("near_misses") == 2  # loader read, then the tracked Valkey read
+    assert value("near_hits") == 2
+    assert value("valkey_calls") == 3  # GET, fill SET, GET
+    await reader.publish(key, {"v": 2})
+    await wait_until(lambda: value("invalidations") >= 1)

@@ -7,6 +7,7 @@ own ``CollectorRegistry``), so building many readers never registers a name twic
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
@@ -22,18 +23,18 @@ _FAMILIES = {
 }
 
 _lock = threading.Lock()
-_by_registry: dict[int, dict[str, Counter]] = {}
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Counter]] = weakref.WeakKeyDictionary()
 
 
 def _families(registry: CollectorRegistry) -> dict[str, Counter]:
     with _lock:
-        fams = _by_registry.get(id(registry))
+        fams = _by_registry.get(registry)
         if fams is None:
             fams = {
                 name: Counter(f"onair_cache_{name}", doc, ["cache"], registry=registry)
                 for name, doc in _FAMILIES.items()
             }
-            _by_registry[id(registry)] = fams
+            _by_registry[registry] = fams
         return fams
 
 

@@ -196,6 +196,7 @@ class Tracker(Lifecycle):
         if self._data is not None and self.mode == "default":
             data, self._data = self._data, None
             await data.aclose()
+            await data.connection_pool.disconnect()  # a pool passed in is not closed by aclose()
         self._data = None
 
     # -- background task ---------------------------------------------------------------------------
