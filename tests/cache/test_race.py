@@ -34,7 +34,7 @@ def interleavings(draw: st.DrawFn) -> list[str]:
     return [next(reads) if name in READ_EVENTS else next(writes) for _, name in merged]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     order=interleavings(),
     initial=st.sampled_from(["absent", "cached", "tombstone"]),

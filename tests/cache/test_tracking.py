@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+import valkey.asyncio
 
 from onair.cache import NearCache
 
@@ -73,10 +74,16 @@ async def test_null_invalidation_flushes_everything(stack: Stack) -> None:
         assert await reader.get(k) == k
     assert len(reader.near) == 3
     flushes = reader.tracker.flushes
-    await writer.raw.flushdb()
+    # FLUSHDB of another (empty) database: the server still sends a null invalidation to every
+    # tracking client, and the other tests' keys in db 0 survive.
+    other_db = valkey.asyncio.Valkey.from_url(stack.url.rsplit("/", 1)[0] + "/15")
+    try:
+        await other_db.flushdb()
+    finally:
+        await other_db.aclose()
     await wait_until(lambda: reader.tracker.flushes > flushes)
     assert len(reader.near) == 0
-    assert await reader.get(keys[0]) is None  # gone from Valkey too
+    assert await reader.get(keys[0]) == keys[0]  # db 0 untouched: read again from Valkey
 
 
 async def test_killed_invalidation_connection_flushes_then_recovers(stack: Stack) -> None:
