@@ -132,3 +132,38 @@ def test_platform_tables_for_a_service_migration() -> None:
         assert {"projection_offsets", "projection_entity_positions", "projection_dead_letters"} <= names
         drop_tables(conn)
         assert not inspect(conn).get_table_names()
+
+
+def test_bad_seq_breaks_the_logging_contract_at_the_call_site() -> None:
+    from onair.logging import LogContractError
+
+    ed = {"ts": "2026-11-27T07:40:01Z", "category": "a.b", "entity": "x", "event": "e", "seq": "7"}
+    with pytest.raises(LogContractError, match="seq"):
+        from_log_event(ed)
+
+
+async def test_read_your_writes_errors_map_to_http_answers() -> None:
+    import httpx
+    from fastapi import FastAPI
+
+    from onair.logstream import NotYetApplied, install_fastapi_handler
+
+    app = FastAPI()
+    install_fastapi_handler(app)
+
+    @app.get("/lagging")
+    async def lagging() -> None:
+        raise NotYetApplied("titles", Position("media.broad_info.title", 1, 9), 5, 2.0)
+
+    @app.get("/bad")
+    async def bad() -> None:
+        Position.parse("garbage")
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        r = await client.get("/lagging")
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        body = r.json()
+        assert body["error"] == "not_yet_applied" and body["position"] == "media.broad_info.title:1:9"
+        assert body["applied_up_to"] == 5 and body["waited_ms"] == 2000
+        r = await client.get("/bad")
+        assert r.status_code == 409 and r.json()["error"] == "unknown_position"

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from onair.logging import CATEGORY_RE
+from onair.logging import CATEGORY_RE, LogContractError
 
 ENVELOPE_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -139,6 +139,10 @@ class Envelope:
 def from_log_event(ed: Mapping[str, Any]) -> Envelope:
     """Build the envelope of a (contract-checked) structlog event dict that has a ``category``."""
     seq = ed.get("seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
+        raise LogContractError(
+            f"log event {ed.get('event')!r}: seq must be a non-negative integer, got {seq!r}"
+        )
     data = {k: v for k, v in ed.items() if k not in _RESERVED and not k.startswith("_")}
     return Envelope(
         event_id=str(ed.get("event_id") or new_event_id()),
@@ -146,7 +150,7 @@ def from_log_event(ed: Mapping[str, Any]) -> Envelope:
         service=str(ed.get("service", "onair")),
         category=str(ed["category"]),
         entity=str(ed["entity"]),
-        seq=int(seq) if seq is not None else None,
+        seq=seq,
         data=data,
         event=str(ed["event"]) if ed.get("event") is not None else None,
         request_id=ed.get("request_id"),

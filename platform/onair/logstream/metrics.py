@@ -30,6 +30,9 @@ DEAD_LETTERED = Counter(
 )
 SPOOL_DEPTH = Gauge("onair_logstream_spool_depth", "Records in the on-disk spool", ["service"])
 SENT = Counter("onair_logstream_sent_total", "Log events acknowledged by the broker", ["service"])
+DROPPED = Counter(
+    "onair_logstream_dropped_total", "Log events lost because neither buffer nor spool took them", ["service"]
+)
 SPOOLED = Counter("onair_logstream_spooled_total", "Log events written to the spool", ["service"])
 
 

@@ -83,12 +83,18 @@ class LogStreamSink:
         self._closing = False
         self.sent = 0
         self.failures = 0
+        self.dropped = 0
         metrics.SPOOL_DEPTH.labels(service).set(len(self.spool))
 
     # -- the structlog processor ------------------------------------------------------------------
     def __call__(self, _logger: Any, _method: str, ed: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if ed.get("category") is not None:
-            self.publish(from_log_event(ed))
+            envelope = from_log_event(ed)  # a broken contract raises at the call site
+            try:
+                self.publish(envelope)
+            except Exception:  # e.g. the spool's disk is full: lose the event, never the request
+                self.dropped += 1
+                metrics.DROPPED.labels(self.service).inc()
         return ed
 
     def publish(self, envelope: Envelope) -> None:
@@ -97,7 +103,7 @@ class LogStreamSink:
             self.kafka.topic(envelope.category), envelope.entity, envelope.to_bytes(), envelope.event_id
         )
         with self._lock:
-            if self._spooling or len(self._buffer) >= self.buffer_size:
+            if self._spooling or self._closing or len(self._buffer) >= self.buffer_size:
                 self._spooling = True
                 self.spool.append([record])
                 metrics.SPOOLED.labels(self.service).inc()
