@@ -10,23 +10,26 @@ from typing import Annotated
 import typer
 
 from onair.cli.common import console
-from onair.cli.devstack import print_env, start_stack
+from onair.cli.devstack import RootOpt, print_env, start_stack
+from onair.devstack import Devstack
 
 
 def command(
-    root: Annotated[Path, typer.Option(envvar="ONAIR_DEVSTACK_DIR", help="State and data folder.")] = Path(
-        ".onair"
-    ),
+    root: RootOpt = Path(".onair"),
     seconds: Annotated[float, typer.Option(help="Stop by itself after this long (0: wait for Ctrl-C).")] = 0,
 ) -> None:
     """Run the demo: servers up, where everything listens, Ctrl-C stops it all."""
-    stack = start_stack(root, None, "memory", None, [])
-    console.print("[bold]onair demo is up.[/] Servers and their URLs:")
-    print_env(stack)
-    console.print("Press Ctrl-C to stop.")
+    # Handlers first: a Ctrl-C at any moment from here on ends in a clean stop, never a traceback.
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    done.wait(seconds or None)
-    pids = stack.down()
-    console.print(f"stopped {len(pids)} server(s); bye")
+    try:
+        stack = start_stack(root, None, "memory", None, [])
+        if not done.is_set():
+            console.print("[bold]onair demo is up.[/] Servers and their URLs:")
+            print_env(stack)
+            console.print("Press Ctrl-C to stop.")
+            done.wait(seconds or None)
+    finally:
+        pids = Devstack(root).down()
+        console.print(f"stopped {len(pids)} server(s); bye")
