@@ -36,17 +36,15 @@ def register(app: typer.Typer) -> None:
         """Projection runner: events/s (count, upsert) on SQLite and PostgreSQL, lag p50/p99, exactly-once."""
         import asyncio
         import json
+        import sys
 
         from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
         from onair.cli.common import fail
-        from onair.logstream.benchmark import default_postgres_url, run_benchmark
-
-        import sys
-
         from onair.logging import configure_logging
+        from onair.logstream.benchmark import default_postgres_url, run_benchmark
 
         configure_logging("bench", level="WARNING", stream=sys.stderr)
         dbs = [d.strip() for d in databases.split(",") if d.strip()]

@@ -92,6 +92,7 @@ class ProjectionRunner:
         on_commit: OnCommit | None = None,
         consumer_overrides: dict[str, Any] | None = None,
         advisory_commit_s: float = 5.0,
+        position_cache: int = 200_000,
     ) -> None:
         self.kafka = kafka
         self.engine = engine
@@ -101,6 +102,7 @@ class ProjectionRunner:
         self.batch_linger_ms = batch_linger_ms
         self.on_commit = on_commit
         self.advisory_commit_s = advisory_commit_s
+        self.position_cache = position_cache
         self._topics = TopicRegistry(kafka, partitions)
         self._sessions = session_factory(engine)
         self._consumer_overrides = consumer_overrides or {}
@@ -331,7 +333,9 @@ class ProjectionRunner:
             else:  # pragma: no cover - apply keeps failing differently each time
                 raise RuntimeError(f"projection {self.projection.name}: batch kept failing")
 
-            # committed: publish the new state
+            # committed: publish the new state (the position cache is bounded; the table is the truth)
+            if len(self._positions) + len(positions) > self.position_cache:
+                self._positions.clear()
             self._positions.update(positions)
             for tp, nxt in new_next.items():
                 self._next[tp] = nxt
