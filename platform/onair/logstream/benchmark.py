@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -369,6 +370,7 @@ async def run_benchmark(
             await _pg_admin(postgres_url, f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
         if stack is not None:
             await asyncio.to_thread(stack.down)
+        shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 
