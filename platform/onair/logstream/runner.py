@@ -115,6 +115,7 @@ class ProjectionRunner:
         self._to_sync: set[TopicPartition] = set()
         self._positions: dict[tuple[str, str], EntityPosition] = {}
         self._applied = asyncio.Condition()
+        self._notifiers: set[asyncio.Task[None]] = set()
         self._assigned = asyncio.Event()
         self._rate = metrics.RateMeter()
         self._last_advisory = 0.0
@@ -563,7 +564,9 @@ class ProjectionRunner:
             metrics.LAG_SECONDS.labels(name, tp.topic, str(tp.partition)).set(age)
         if self.on_commit is not None:
             self.on_commit(applied, now)
-        asyncio.get_running_loop().create_task(self._notify())
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._notifiers.add(task)  # keep a reference until done
+        task.add_done_callback(self._notifiers.discard)
 
     async def _notify(self) -> None:
         async with self._applied:
