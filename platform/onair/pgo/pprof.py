@@ -9,19 +9,18 @@ raises :class:`ProfileError` (with a ``kind``) rather than crashing.
 
 from __future__ import annotations
 
-import gc
 import gzip
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
-from itertools import chain, compress, repeat
-from operator import add, attrgetter
-from typing import cast
+from typing import Any, cast
 
+import numpy as np
 from google.protobuf.message import DecodeError
+from numpy.typing import NDArray
 
-from onair.pgo._pb.profile_pb2 import Function, Line, Location, Mapping, Profile, Sample, ValueType
+from onair.pgo import _samples
+from onair.pgo._pb.profile_pb2 import Function, Label, Line, Location, Mapping, Profile, Sample, ValueType
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -93,6 +92,86 @@ def _gunzip(data: bytes, max_decompressed: int) -> bytes:
     return b"".join(out)
 
 
+def _decompress(data: bytes, max_bytes: int, max_decompressed: int, require_gzip: bool) -> bytes:
+    if len(data) > max_bytes:
+        raise ProfileError("too_large", f"profile is {len(data)} bytes, the limit is {max_bytes}")
+    if data.startswith(_GZIP_MAGIC):
+        return _gunzip(data, max_decompressed)
+    if require_gzip:
+        raise ProfileError("not_gzip", "not gzip-compressed (pprof profiles are gzip files)")
+    if len(data) > max_decompressed:
+        raise ProfileError("too_large", f"profile is more than {max_decompressed} bytes")
+    return data
+
+
+def _not_pprof(exc: object) -> ProfileError:
+    return ProfileError("not_pprof", f"not a pprof protobuf: {exc}")
+
+
+def _check_header(header: Profile) -> None:
+    if not header.string_table or header.string_table[0] != "":
+        raise ProfileError("not_pprof", "not a pprof profile: string table missing or not starting with ''")
+    if not header.sample_type:
+        raise ProfileError("not_pprof", "not a pprof profile: no sample types")
+
+
+@dataclass
+class RawProfile:
+    """A profile parsed for merging and checking: everything but the samples as a :class:`Profile`
+    message (``header``, small), the samples decoded into numpy arrays (``samples``) without one
+    protobuf message per sample. Made by :func:`load_raw` or :func:`raw`; accepted by :func:`merge`,
+    :func:`merge_serialized`, :func:`merge_gzip` and :func:`validate`."""
+
+    header: Profile
+    samples: _samples.Samples
+
+    def __len__(self) -> int:
+        """The number of samples."""
+        return len(self.samples)
+
+
+def _parse_raw(raw: bytes) -> RawProfile:
+    """Parse serialised (not compressed) pprof; only the wire format is checked here."""
+    try:
+        msg = _samples.ProfileRaw.FromString(raw)
+        sample_bytes: list[bytes] = list(msg.sample)  # type: ignore[attr-defined]
+        msg.ClearField("sample")
+        header = Profile.FromString(msg.SerializeToString())
+    except DecodeError as exc:
+        raise _not_pprof(exc) from None
+    except RecursionError:  # pragma: no cover - upb reports depth as DecodeError
+        raise _not_pprof("nested too deeply") from None
+    _check_header(header)
+    try:
+        samples = _samples.decode(sample_bytes)
+    except _samples.WireError as exc:
+        raise _not_pprof(f"sample: {exc}") from None
+    return RawProfile(header, samples)
+
+
+def raw(profile: Profile | RawProfile) -> RawProfile:
+    """The :class:`RawProfile` of a profile message (serialised and re-read in C, no per-sample work)."""
+    if isinstance(profile, RawProfile):
+        return profile
+    return _parse_raw(profile.SerializeToString())
+
+
+def load_raw(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+    require_gzip: bool = True,
+    check: bool = True,
+) -> RawProfile:
+    """Like :func:`loads`, but returns a :class:`RawProfile` (samples as arrays): the fast way to
+    check an upload or read profiles to merge."""
+    parsed = _parse_raw(_decompress(data, max_bytes, max_decompressed, require_gzip))
+    if check:
+        validate(parsed)
+    return parsed
+
+
 def loads(
     data: bytes,
     *,
@@ -106,28 +185,16 @@ def loads(
     ``max_bytes`` bounds the input and ``max_decompressed`` the decompressed size (gzip bombs).
     With ``check`` (the default) every index is verified (:func:`validate`).
     """
-    if len(data) > max_bytes:
-        raise ProfileError("too_large", f"profile is {len(data)} bytes, the limit is {max_bytes}")
-    if data.startswith(_GZIP_MAGIC):
-        raw = _gunzip(data, max_decompressed)
-    elif require_gzip:
-        raise ProfileError("not_gzip", "not gzip-compressed (pprof profiles are gzip files)")
-    else:
-        raw = data
-        if len(raw) > max_decompressed:
-            raise ProfileError("too_large", f"profile is more than {max_decompressed} bytes")
-    try:
-        profile = Profile.FromString(raw)
-    except DecodeError as exc:
-        raise ProfileError("not_pprof", f"not a pprof protobuf: {exc}") from None
-    except RecursionError:  # pragma: no cover - upb reports depth as DecodeError
-        raise ProfileError("not_pprof", "not a pprof protobuf: nested too deeply") from None
-    if not profile.string_table or profile.string_table[0] != "":
-        raise ProfileError("not_pprof", "not a pprof profile: string table missing or not starting with ''")
-    if not profile.sample_type:
-        raise ProfileError("not_pprof", "not a pprof profile: no sample types")
+    raw_bytes = _decompress(data, max_bytes, max_decompressed, require_gzip)
     if check:
-        validate(profile)
+        validate(_parse_raw(raw_bytes))
+    try:
+        profile = Profile.FromString(raw_bytes)
+    except DecodeError as exc:
+        raise _not_pprof(exc) from None
+    except RecursionError:  # pragma: no cover - upb reports depth as DecodeError
+        raise _not_pprof("nested too deeply") from None
+    _check_header(profile)
     return profile
 
 
@@ -140,8 +207,16 @@ def _bad(message: str) -> ProfileError:
     return ProfileError("inconsistent", message)
 
 
-def validate(profile: Profile) -> None:
-    """Check the indices of a profile the way Go's parser does; raise ``ProfileError('inconsistent')``."""
+def validate(profile: Profile | RawProfile) -> None:
+    """Check the indices of a profile the way Go's parser does; raise ``ProfileError('inconsistent')``
+    (or ``not_pprof`` for a message that is not pprof at all)."""
+    parsed = raw(profile)
+    location_ids = _check_tables(parsed.header)
+    _check_samples(parsed, location_ids)
+
+
+def _check_tables(profile: Profile) -> list[int]:
+    """Check every index outside the samples; return the location ids."""
     n = len(profile.string_table)
     if n == 0 or profile.string_table[0] != "":
         raise _bad("string table must start with ''")
@@ -189,22 +264,74 @@ def validate(profile: Profile) -> None:
         for ln in loc.line:
             if ln.function_id and ln.function_id not in function_ids:
                 raise _bad(f"location {loc.id} refers to missing function {ln.function_id}")
-    nt = len(profile.sample_type)
-    samples = profile.sample
-    # Whole-list operations run in C (no Python bytecode per sample): ~5x faster than a loop.
-    counts = set(map(len, map(_VALUE, samples)))
-    if counts and counts != {nt}:
-        raise _bad(f"samples have {sorted(counts)} values, the profile has {nt} sample types")
-    used = set(chain.from_iterable(map(_LOCS, samples)))
-    if any(map(_LABEL, samples)):
-        for sample in samples:
-            for label in sample.label:
-                s(label.key, "label.key")
-                s(label.str, "label.str")
-                s(label.num_unit, "label.num_unit")
-    missing = used - location_ids
-    if missing:
-        raise _bad(f"samples refer to missing location(s) {sorted(missing)[:5]}")
+    return [loc.id for loc in profile.location]
+
+
+def _check_values(parsed: RawProfile, what: str = "") -> None:
+    nt = len(parsed.header.sample_type)
+    vc = parsed.samples.value_counts
+    if len(vc) and not (vc == nt).all():
+        counts = sorted(set(np.unique(vc).tolist()))
+        raise _bad(f"{what}samples have {counts} values, the profile has {nt} sample types")
+
+
+def _check_samples(parsed: RawProfile, location_ids: list[int]) -> None:
+    _check_values(parsed)
+    _remap_ids(parsed.samples.ids, location_ids, list(range(1, len(location_ids) + 1)), "")
+    n = len(parsed.header.string_table)
+    for labels in parsed.samples.labels.values():
+        for data in labels:
+            lab = _parse_label(data)
+            for idx, what in (
+                (lab.key, "label.key"),
+                (lab.str, "label.str"),
+                (lab.num_unit, "label.num_unit"),
+            ):
+                if not 0 <= idx < n:
+                    raise _bad(f"{what}: string index {idx} out of range (table has {n})")
+
+
+def _parse_label(data: bytes) -> Label:
+    try:
+        return Label.FromString(data)
+    except DecodeError as exc:
+        raise _not_pprof(f"label: {exc}") from None
+
+
+_UIds = NDArray[np.unsignedinteger]
+
+
+def _remap_ids(
+    ids: NDArray[np.uint64], old: list[int], new: list[int], what: str
+) -> NDArray[np.unsignedinteger]:
+    """``ids`` through the mapping ``old[k] -> new[k]``; an id not in ``old`` is an error."""
+    top = max(new, default=0)
+    dtype = np.uint16 if top < 1 << 16 else np.uint32
+    if not len(ids):
+        return np.zeros(0, dtype)
+    biggest = int(ids.max())
+    keys = np.array(old, np.uint64)
+    out: _UIds
+    if biggest < 4 * len(old) + (1 << 20):  # dense ids (the usual 1..n): a lookup table
+        lut = np.zeros(biggest + 1, dtype)
+        small = keys[keys <= np.uint64(biggest)]
+        lut[small.astype(np.int64)] = np.array(new, dtype)[keys <= np.uint64(biggest)]
+        out = cast(_UIds, lut[ids.astype(np.int64)])
+        missing = out == 0
+    else:
+        order = np.argsort(keys)
+        skeys = keys[order]
+        pos = np.minimum(np.searchsorted(skeys, ids), max(len(skeys) - 1, 0))
+        if not len(skeys):
+            missing = np.ones(len(ids), np.bool_)
+            out = np.zeros(len(ids), dtype)
+        else:
+            missing = skeys[pos] != ids
+            out = cast(_UIds, np.array(new, dtype)[order][pos])
+    if missing.any():
+        bad = sorted(set(ids[missing].tolist()))[:5]
+        raise _bad(f"{what}samples refer to missing location(s) {bad}")
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,37 +401,30 @@ def _min_unit(units: list[str]) -> str:
     return min(known, key=lambda x: x[1].factor if x[1] else 0)[0]
 
 
-def merge(profiles: Sequence[Profile], *, comment: str | None = None) -> Profile:
-    """Merge profiles (see :func:`_merge`); the cyclic GC is paused meanwhile (millions of key tuples)."""
-    out, section = _merge_parts(profiles, comment)
+AnyProfile = Profile | RawProfile
+
+
+def merge(profiles: Sequence[AnyProfile], *, comment: str | None = None) -> Profile:
+    """Merge profiles (see :func:`_merge`) into a :class:`Profile` message."""
+    out, section = _merge(profiles, comment)
     if section:
         out.MergeFromString(section)
     return out
 
 
-def merge_serialized(profiles: Sequence[Profile], *, comment: str | None = None) -> bytes:
-    """:func:`merge`, returned serialised (not compressed): skips building millions of messages."""
-    out, section = _merge_parts(profiles, comment)
+def merge_serialized(profiles: Sequence[AnyProfile], *, comment: str | None = None) -> bytes:
+    """:func:`merge`, returned serialised (not compressed): no message is built per sample."""
+    out, section = _merge(profiles, comment)
     return out.SerializeToString() + section
 
 
-def merge_gzip(profiles: Sequence[Profile], *, comment: str | None = None, level: int = 6) -> bytes:
-    """:func:`merge`, returned as a gzip pprof file (``default.pgo``)."""
+def merge_gzip(profiles: Sequence[AnyProfile], *, comment: str | None = None, level: int = 1) -> bytes:
+    """:func:`merge`, returned as a gzip pprof file (``default.pgo``). ``level`` 1 by default, as Go's
+    ``profile.Write`` (BestSpeed)."""
     return gzip.compress(merge_serialized(profiles, comment=comment), compresslevel=level, mtime=0)
 
 
-def _merge_parts(profiles: Sequence[Profile], comment: str | None) -> tuple[Profile, bytes]:
-    """The cyclic GC is paused meanwhile (millions of key tuples, no cycles)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _merge(profiles, comment)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _merge(profiles: Sequence[Profile], comment: str | None) -> tuple[Profile, bytes]:
+def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, bytes]:
     """Merge profiles into one, like ``go tool pprof -proto a b ...``.
 
     Functions, mappings and locations are identified by content (not by their ids), identical stacks
@@ -313,8 +433,10 @@ def _merge(profiles: Sequence[Profile], comment: str | None) -> tuple[Profile, b
     ``incompatible`` otherwise); the period type must match and the merged period is the largest.
     ``time_nanos`` is the earliest start and ``duration_nanos`` the sum of the durations.
     """
-    if not profiles:
+    if not inputs:
         raise ProfileError("empty", "nothing to merge")
+    parsed = [raw(p) for p in inputs]
+    profiles = [p.header for p in parsed]
     headers = [sample_types(p) for p in profiles]
     nt = len(headers[0])
     if nt == 0 or any(len(h) != nt for h in headers):
@@ -353,8 +475,8 @@ def _merge(profiles: Sequence[Profile], comment: str | None) -> tuple[Profile, b
     mappings: list[Mapping] = []
     location_keys: dict[tuple[object, ...], int] = {}
     locations: list[tuple[int, int, tuple[tuple[int, int, int], ...], bool]] = []
-    acc: dict[object, Sequence[int]] = {}
-    labelled = False
+    parts: list[_samples.Part] = []
+    labelled: dict[tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]], NDArray[np.int64]] = {}
     comments: list[int] = []
     time_nanos = 0
     duration = 0
@@ -440,27 +562,11 @@ def _merge(profiles: Sequence[Profile], comment: str | None) -> tuple[Profile, b
         except (KeyError, IndexError) as exc:
             raise _bad(f"profile {pi}: dangling index {exc}") from None
 
-        lget = lmap.__getitem__
-        scale = factors[pi]
-        samples = p.sample
-        try:
-            if not any(f != 1 for f in scale) and not any(map(_LABEL, samples)):
-                _add_plain(acc, samples, lget, nt, pi)
-                continue
-            # Labels or unit scaling: one sample at a time, and the output built as messages.
-            acc_get = acc.get
-            labelled = True
-            for sample in samples:
-                key: object = tuple(map(lget, sample.location_id))
-                if sample.label:
-                    key = (key, _label_key(sample.label, sidx))
-                if len(sample.value) != nt:
-                    raise _bad(f"profile {pi}: a sample has {len(sample.value)} values, expected {nt}")
-                vals = list(map(int.__mul__, sample.value, scale))
-                cur = acc_get(key)
-                acc[key] = vals if cur is None else list(map(add, cur, vals))
-        except (KeyError, IndexError) as exc:
-            raise _bad(f"profile {pi}: sample refers to missing location/string {exc}") from None
+        part, lab = _prepare_samples(parsed[pi], pi, lmap, factors[pi], nt, sidx)
+        parts.append(part)
+        for key, vals in lab:
+            cur = labelled.get(key)
+            labelled[key] = vals if cur is None else cur + vals
 
     out = Profile()
     out.sample_type.extend(ValueType(type=intern(t), unit=intern(u)) for t, u in out_types)
@@ -490,93 +596,51 @@ def _merge(profiles: Sequence[Profile], comment: str | None) -> tuple[Profile, b
         for i, (mid, addr, lines, folded) in enumerate(locations, 1)
     )
     out.string_table.extend(strings)
-    if not labelled:
-        return out, _encode_samples(acc, len(locations))
-    samples = out.sample
-    for key, total in acc.items():
-        if not any(total):
-            continue
-        if key and type(key[0]) is tuple:  # type: ignore[index]
-            locs, labels = cast(tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]], key)
-            samples.add(location_id=locs, value=total, label=[_label(lab) for lab in labels])
-        else:
-            samples.add(location_id=key, value=total)
-    return out, b""
+    section = _samples.merge_parts(parts, len(locations), nt)
+    if labelled:
+        extra = Profile()
+        for (locs, labels), total in labelled.items():
+            if total.any():
+                extra.sample.add(
+                    location_id=locs, value=total.tolist(), label=[_label(lab) for lab in labels]
+                )
+        section += extra.SerializeToString()
+    return out, section
 
 
-def _uvarint(n: int) -> bytes:
-    n &= _U64  # int64 values: two's complement, as protobuf encodes them
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _encode_samples(acc: dict[object, Sequence[int]], n_locations: int) -> bytes:
-    """Encode ``Profile.sample`` entries (field 2) for label-free samples, by whole-list operations.
-
-    Building one upb message per sample costs ~2 µs each; here each piece of every record (location
-    ids through a table of their varints, values through a cache, length prefixes) is produced by
-    C-level ``map``/``join``, and only distinct value tuples are encoded in Python.
-    """
-    keys = cast(list[tuple[int, ...]], list(acc.keys()))
-    totals = list(acc.values())
-    keep = list(map(any, totals))
-    if not all(keep):  # all-zero samples are dropped, as Go does
-        keys = list(compress(keys, keep))
-        totals = list(compress(totals, keep))
-    if not keys:
-        return b""
-    venc = [_uvarint(i) for i in range(n_locations + 1)]
-    locb = list(map(b"".join, map(partial(map, venc.__getitem__), keys)))
-    value_tuples = list(map(tuple, totals))
-    vcache: dict[tuple[int, ...], bytes] = {}
-    for t in set(value_tuples):
-        payload = b"".join(map(_uvarint, t))
-        vcache[t] = b"\x12" + _uvarint(len(payload)) + payload
-    valb = list(map(vcache.__getitem__, value_tuples))
-    llens = list(map(len, locb))
-    lenc = [_uvarint(i) for i in range(max(llens) + 1)]
-    llen_enc = list(map(lenc.__getitem__, llens))
-    plens = list(map(sum, zip(repeat(1), map(len, llen_enc), llens, map(len, valb), strict=False)))
-    top = max(plens)
-    lenc.extend(_uvarint(i) for i in range(len(lenc), top + 1))
-    plen_enc = map(lenc.__getitem__, plens)
-    return b"".join(
-        map(b"".join, zip(repeat(b"\x12"), plen_enc, repeat(b"\x0a"), llen_enc, locb, valb, strict=False))
-    )
-
-
-_LOCS = attrgetter("location_id")
-_VALUE = attrgetter("value")
-_LABEL = attrgetter("label")
-
-
-def _add_plain(
-    acc: dict[object, Sequence[int]], samples: Iterable[Sample], lget: Callable[[int], int], nt: int, pi: int
-) -> None:
-    """Add samples without labels or scaling, with whole-list operations that run in C.
-
-    Keys are tuples of remapped location ids; the values containers are kept as they are (no copy)
-    unless the stack was seen before, in which case the sums are computed for those keys only.
-    """
-    keys = list(map(tuple, map(partial(map, lget), map(_LOCS, samples))))
-    values = list(map(_VALUE, samples))
-    counts = set(map(len, values))
-    if counts and counts != {nt}:
-        raise _bad(f"profile {pi}: samples have {sorted(counts)} values, expected {nt}")
-    batch: dict[object, Sequence[int]] = dict(zip(keys, values, strict=True))
-    if len(batch) != len(keys):  # the same stack twice inside one profile: sum those
-        batch = {}
-        for key, vals in zip(keys, values, strict=True):
-            cur = batch.get(key)
-            batch[key] = vals if cur is None else list(map(add, cur, vals))
-    common = batch.keys() & acc.keys()
-    sums = {k: list(map(add, acc[k], batch[k])) for k in common}
-    acc.update(batch)
-    acc.update(sums)
+def _prepare_samples(
+    parsed: RawProfile,
+    pi: int,
+    lmap: dict[int, int],
+    scale: list[int],
+    nt: int,
+    sidx: list[int],
+) -> tuple[_samples.Part, list[tuple[tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]], Any]]]:
+    """One profile's samples with merged location ids and scaled values; labelled ones apart."""
+    s = parsed.samples
+    _check_values(parsed, f"profile {pi}: ")
+    ids = _remap_ids(s.ids, list(lmap), list(lmap.values()), f"profile {pi}: ")
+    values = s.values.view(np.int64).reshape(len(s), nt)
+    if any(f != 1 for f in scale):
+        values = values * np.array(scale, np.int64)
+    counts = s.counts
+    lab: list[tuple[tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]], Any]] = []
+    if s.labels:
+        offsets = s.offsets
+        which = np.array(sorted(s.labels), np.int64)
+        try:
+            for i in which.tolist():
+                locs = tuple(ids[offsets[i] : offsets[i + 1]].tolist())
+                labels = _label_key([_parse_label(b) for b in s.labels[i]], sidx)
+                lab.append(((locs, labels), values[i].copy()))
+        except IndexError as exc:
+            raise _bad(f"profile {pi}: label refers to a missing string {exc}") from None
+        keep = np.ones(len(s), np.bool_)
+        keep[which] = False
+        ids = ids[np.repeat(keep, counts)]
+        counts = counts[keep]
+        values = values[keep]
+    return _samples.Part(ids, counts, values), lab
 
 
 def _label_key(labels: Iterable[object], sidx: list[int]) -> tuple[tuple[int, int, int, int], ...]:

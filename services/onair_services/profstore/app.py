@@ -146,7 +146,7 @@ class Profstore:
             raise ApiError(400, "empty", "empty body: send a gzip-compressed pprof profile")
         try:
             profile = await asyncio.to_thread(
-                pprof.loads,
+                pprof.load_raw,  # samples checked as arrays: no message per sample
                 body,
                 max_bytes=self.settings.max_upload_bytes,
                 max_decompressed=self.settings.max_decompressed_bytes,
@@ -163,13 +163,13 @@ class Profstore:
             ref = await self.store.save(app, ms, body)
         self.metrics.uploads.labels("ok").inc()
         self.metrics.upload_bytes.inc(len(body))
-        log.info("profile stored", app=app, created_at=ms, size=len(body), samples=len(profile.sample))
+        log.info("profile stored", app=app, created_at=ms, size=len(body), samples=len(profile))
         return {
             "app": app,
             "created_at": ref.created_at,
             "name": ref.name,
             "size": ref.size,
-            "samples": len(profile.sample),
+            "samples": len(profile),
         }
 
     # -- merge -------------------------------------------------------------------------------------
@@ -234,38 +234,18 @@ class Profstore:
     def _merge_sync(
         self, app: str, blobs: list[tuple[ProfileRef, bytes]]
     ) -> tuple[bytes, tuple[ProfileRef, ...], int]:
-        parsed: list[tuple[ProfileRef, pprof.Profile]] = []
+        parsed: list[tuple[ProfileRef, pprof.RawProfile]] = []
         for ref, data in blobs:
             try:
                 parsed.append(
-                    (
-                        ref,
-                        pprof.loads(data, max_decompressed=self.settings.max_decompressed_bytes, check=False),
-                    )
+                    (ref, pprof.load_raw(data, max_decompressed=self.settings.max_decompressed_bytes))
                 )
-            except pprof.ProfileError as exc:
-                log.warning("stored profile unreadable, skipped", app=app, name=ref.name, error=exc.message)
+            except pprof.ProfileError as exc:  # unreadable or inconsistent: leave it out
+                log.warning("stored profile unusable, skipped", app=app, name=ref.name, error=exc.message)
         if not parsed:
             raise pprof.ProfileError("empty", "none of the stored profiles could be read")
         comment = f"onair profstore: {app}, {len(parsed)} profile(s)"
-        try:
-            merged = pprof.merge_gzip([p for _, p in parsed], comment=comment)
-        except pprof.ProfileError as exc:
-            if exc.kind != "inconsistent":
-                raise
-            good = []
-            for ref, p in parsed:  # find the broken one(s) and merge the rest
-                try:
-                    pprof.validate(p)
-                    good.append((ref, p))
-                except pprof.ProfileError as bad:
-                    log.warning(
-                        "stored profile inconsistent, skipped", app=app, name=ref.name, error=bad.message
-                    )
-            if not good:
-                raise
-            parsed = good
-            merged = pprof.merge_gzip([p for _, p in parsed], comment=comment)
+        merged = pprof.merge_gzip([p for _, p in parsed], comment=comment)
         return merged, tuple(r for r, _ in parsed), len(blobs) - len(parsed)
 
     def view(self, app: str, m: Merged) -> str:
