@@ -20,10 +20,10 @@ APPS = [f"svc{i}" for i in range(5)]
 
 
 def _sample_profile() -> bytes:
-    """A small valid pprof profile (one sample type, a few stacks), built once."""
-    from onair.pgo.pprof import synthetic_profile  # imported lazily: locust workers need onair installed
+    """A valid ~64 KB CPU profile with Go's sample types (built once per simulated user)."""
+    from onair.pgo.synth import make_profiles  # imported lazily: locust workers need onair installed
 
-    return synthetic_profile(seed=random.randrange(1 << 30), target_bytes=64_000)
+    return make_profiles(1, 64_000, seed=random.randrange(1, 1 << 30))[0]
 
 
 class ProfileUploader(HttpUser):
