@@ -107,7 +107,10 @@ def run(
     gc.collect()
     with _PeakRss() as rss:
         t0 = time.perf_counter()
-        parsed = [pprof.load_raw(b, check=False) for b in blobs]
+        loaded = pprof.load_raw_all(blobs, check=False)
+        parsed = [p for p in loaded if not isinstance(p, pprof.ProfileError)]
+        if len(parsed) != len(loaded):
+            raise next(p for p in loaded if isinstance(p, pprof.ProfileError))
         merged = pprof.merge_serialized(parsed)
         merge_s = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -10,7 +10,12 @@ by whole-array operations. Encoding works the same way backwards: each merged sa
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -24,6 +29,37 @@ U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
 _SHIFT7 = np.uint64(7)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def workers() -> int:
+    """Threads for per-profile work (numpy and zlib release the GIL): one per core, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def parallel_map(fn: Callable[[T], R], items: Iterable[T], n: int | None = None) -> Iterator[R]:
+    """``map`` on a few threads (in order); plain ``map`` for one worker or one item."""
+    items = list(items)
+    n = workers() if n is None else n
+    if n <= 1 or len(items) <= 1:
+        return map(fn, items)
+    with ThreadPoolExecutor(n, thread_name_prefix="pgo") as ex:
+        return iter(list(ex.map(fn, items)))
+
+
+# Phase timings of the last merges, when a caller sets this to a dict (the benchmark does).
+PHASES: dict[str, float] | None = None
+
+
+def phase(name: str, since: float) -> float:
+    """Add the time since ``since`` to ``PHASES[name]`` (if enabled); return the current time."""
+    now = time.perf_counter()
+    if PHASES is not None:
+        PHASES[name] = PHASES.get(name, 0.0) + now - since
+    return now
 
 
 class WireError(ValueError):
@@ -393,30 +429,20 @@ def encode_samples(codec: IdCodec, ids: NDArray[np.unsignedinteger], counts: I64
     u_loc_len = loc_len.astype(np.uint64)
     u_val_len = val_len.astype(np.uint64)
     inner = 2 + varint_sizes(u_loc_len) + loc_len + varint_sizes(u_val_len) + val_len
-    # Everything but the location ids: 0x12 len 0x0A len | 0x12 len v1..vn
-    head, head_len = _columns([0x12, inner.astype(np.uint64), 0x0A, u_loc_len], n)
-    tail, tail_len = _columns([0x12, u_val_len, *(uvals[:, j] for j in range(uvals.shape[1]))], n)
-    hstart = np.cumsum(head_len) - head_len
-    tstart = np.cumsum(tail_len) - tail_len
+    # Everything but the location ids, record after record: 0x12 len 0x0A len | 0x12 len v1..vn
+    cols: list[U64 | int] = [0x12, inner.astype(np.uint64), 0x0A, u_loc_len]
+    head_len = 2 + varint_sizes(cols[1]) + varint_sizes(u_loc_len)  # type: ignore[arg-type]
+    other, other_len = _columns([*cols, 0x12, u_val_len, *(uvals[:, j] for j in range(uvals.shape[1]))], n)
     # Interleave: head_0 | ids_0 | tail_0 | head_1 | ids_1 | tail_1 ...
     seg = np.empty((n, 3), np.int64)
     seg[:, 0] = head_len
     seg[:, 1] = loc_len
-    seg[:, 2] = tail_len
-    kind = np.tile(np.array([0, 1, 2], np.int8), n)
-    which = np.repeat(kind, seg.ravel())
-    out = np.empty(len(which), np.uint8)
-    out[which == 1] = loc_bytes
-    other = np.empty(len(head) + len(tail), np.uint8)
-    # head and tail bytes in record order: record i = head_i then tail_i
-    rec = np.empty((n, 2), np.int64)
-    rec[:, 0] = head_len
-    rec[:, 1] = tail_len
-    is_tail = np.repeat(np.tile(np.array([False, True]), n), rec.ravel())
-    other[~is_tail] = head
-    other[is_tail] = tail
-    del hstart, tstart
-    out[which != 1] = other
+    seg[:, 2] = other_len - head_len
+    is_loc = np.repeat(np.tile(np.array([False, True, False]), n), seg.ravel())
+    out = np.empty(len(is_loc), np.uint8)
+    out[is_loc] = loc_bytes
+    np.logical_not(is_loc, out=is_loc)
+    out[is_loc] = other
     return out
 
 
@@ -497,7 +523,9 @@ def merge_parts(parts: list[Part], n_locations: int, n_types: int) -> bytes:
     rng = np.random.default_rng(0x5EED)
     table = rng.integers(0, 1 << 63, n_locations + 1, dtype=np.uint64, endpoint=True) | np.uint64(1)
     _power_tables(max(len(p.ids) for p in parts))
-    hashes = np.concatenate([_stack_hashes(p, table) for p in parts])
+    t = time.perf_counter()
+    hashes = np.concatenate(list(parallel_map(lambda p: _stack_hashes(p, table), parts)))
+    t = phase("hash", t)
     counts = np.concatenate([p.counts for p in parts])
     ids = np.concatenate([p.ids for p in parts]) if len(parts) > 1 else parts[0].ids
     values = np.concatenate([p.values for p in parts]) if len(parts) > 1 else parts[0].values
@@ -508,19 +536,22 @@ def merge_parts(parts: list[Part], n_locations: int, n_types: int) -> bytes:
     # that one plain sort groups equal hashes with their first appearance first.
     bits = max(1, total.bit_length())
     low = np.uint64((1 << bits) - 1)
-    keys = (hashes & ~low) | np.arange(total, dtype=np.uint64)
+    keys = hashes
+    keys &= ~low
+    keys |= np.arange(total, dtype=np.uint64)
     keys.sort()
     perm = (keys & low).astype(np.int64)
-    high = keys >> np.uint64(bits)
+    keys >>= np.uint64(bits)
     first = np.ones(total, np.bool_)
-    np.not_equal(high[1:], high[:-1], out=first[1:])
-    del keys, high
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    del keys, hashes
     starts = np.flatnonzero(first)
     sums = np.empty((len(starts), n_types), np.int64)
     for j in range(n_types):
         sums[:, j] = np.add.reduceat(np.take(values[:, j], perm), starts)
     reps = perm[starts]
 
+    t = phase("group", t)
     # Exact check of every non-first member against its group's first member.
     dup = np.flatnonzero(~first)
     extra_reps: list[int] = []
@@ -555,6 +586,7 @@ def merge_parts(parts: list[Part], n_locations: int, n_types: int) -> bytes:
         reps = np.concatenate([reps, np.array(extra_reps, np.int64)])
         sums = np.concatenate([sums, np.array(extra_sums, np.int64).reshape(-1, n_types)])
 
+    t = phase("verify", t)
     # First-appearance order, all-zero sums dropped.
     is_rep = np.zeros(total, np.bool_)
     is_rep[reps] = True
@@ -569,16 +601,21 @@ def merge_parts(parts: list[Part], n_locations: int, n_types: int) -> bytes:
         out_reps, out_sums = out_reps[keep], out_sums[keep]
     del is_rep, rank, perm, sums
 
+    t = phase("order", t)
     codec = IdCodec.for_ids(n_locations)
-    blocks: list[bytes] = []
     bounds = np.searchsorted(out_reps, np.cumsum([0, *sizes]))
-    base = 0
-    for p, n, lo, hi in zip(parts, sizes, bounds[:-1], bounds[1:], strict=True):
-        if hi > lo:
-            local = out_reps[lo:hi] - base
-            sel = np.zeros(n, np.bool_)
-            sel[local] = True
-            pids = p.ids[np.repeat(sel, p.counts)]
-            blocks.append(encode_samples(codec, pids, p.counts[local], out_sums[lo:hi]).tobytes())
-        base += n
+    bases = np.cumsum([0, *sizes])
+
+    def block(k: int) -> bytes:
+        p, lo, hi = parts[k], int(bounds[k]), int(bounds[k + 1])
+        if hi <= lo:
+            return b""
+        local = out_reps[lo:hi] - bases[k]
+        sel = np.zeros(len(p.counts), np.bool_)
+        sel[local] = True
+        pids = p.ids[np.repeat(sel, p.counts)]
+        return encode_samples(codec, pids, p.counts[local], out_sums[lo:hi]).tobytes()
+
+    blocks = list(parallel_map(block, range(len(parts))))
+    t = phase("encode", t)
     return b"".join(blocks)

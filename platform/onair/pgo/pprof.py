@@ -10,6 +10,7 @@ raises :class:`ProfileError` (with a ``kind``) rather than crashing.
 from __future__ import annotations
 
 import gzip
+import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,13 +29,17 @@ __all__ = [
     "FunctionStat",
     "Profile",
     "ProfileError",
+    "RawProfile",
     "dumps",
     "frames",
     "function_totals",
+    "load_raw",
+    "load_raw_all",
     "loads",
     "merge",
     "merge_gzip",
     "merge_serialized",
+    "raw",
     "sample_index",
     "sample_types",
     "top_functions",
@@ -170,6 +175,33 @@ def load_raw(
     if check:
         validate(parsed)
     return parsed
+
+
+def load_raw_all(
+    blobs: Sequence[bytes],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+    require_gzip: bool = True,
+    check: bool = True,
+    threads: int | None = None,
+) -> list[RawProfile | ProfileError]:
+    """:func:`load_raw` of each blob, a few at a time on threads (decompression and the array work
+    release the GIL); an unusable blob gives its :class:`ProfileError` in its place."""
+
+    def one(data: bytes) -> RawProfile | ProfileError:
+        try:
+            return load_raw(
+                data,
+                max_bytes=max_bytes,
+                max_decompressed=max_decompressed,
+                require_gzip=require_gzip,
+                check=check,
+            )
+        except ProfileError as exc:
+            return exc
+
+    return list(_samples.parallel_map(one, blobs, threads))
 
 
 def loads(
@@ -435,6 +467,7 @@ def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, 
     """
     if not inputs:
         raise ProfileError("empty", "nothing to merge")
+    t = time.perf_counter()
     parsed = [raw(p) for p in inputs]
     profiles = [p.header for p in parsed]
     headers = [sample_types(p) for p in profiles]
@@ -568,6 +601,7 @@ def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, 
             cur = labelled.get(key)
             labelled[key] = vals if cur is None else cur + vals
 
+    t = _samples.phase("tables+remap", t)
     out = Profile()
     out.sample_type.extend(ValueType(type=intern(t), unit=intern(u)) for t, u in out_types)
     if out_period_type is not None:
@@ -596,6 +630,7 @@ def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, 
         for i, (mid, addr, lines, folded) in enumerate(locations, 1)
     )
     out.string_table.extend(strings)
+    t = _samples.phase("tables+remap", t)
     section = _samples.merge_parts(parts, len(locations), nt)
     if labelled:
         extra = Profile()

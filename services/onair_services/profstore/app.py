@@ -235,13 +235,14 @@ class Profstore:
         self, app: str, blobs: list[tuple[ProfileRef, bytes]]
     ) -> tuple[bytes, tuple[ProfileRef, ...], int]:
         parsed: list[tuple[ProfileRef, pprof.RawProfile]] = []
-        for ref, data in blobs:
-            try:
-                parsed.append(
-                    (ref, pprof.load_raw(data, max_decompressed=self.settings.max_decompressed_bytes))
-                )
-            except pprof.ProfileError as exc:  # unreadable or inconsistent: leave it out
-                log.warning("stored profile unusable, skipped", app=app, name=ref.name, error=exc.message)
+        loaded = pprof.load_raw_all(
+            [data for _, data in blobs], max_decompressed=self.settings.max_decompressed_bytes
+        )
+        for (ref, _), got in zip(blobs, loaded, strict=True):
+            if isinstance(got, pprof.ProfileError):  # unreadable or inconsistent: leave it out
+                log.warning("stored profile unusable, skipped", app=app, name=ref.name, error=got.message)
+            else:
+                parsed.append((ref, got))
         if not parsed:
             raise pprof.ProfileError("empty", "none of the stored profiles could be read")
         comment = f"onair profstore: {app}, {len(parsed)} profile(s)"
