@@ -225,3 +225,11 @@ def test_fast_merge_equals_a_plain_reference_merge(
         _samples.HASH_MASK = saved
     assert bag(merged) == reference([[s for s, _ in items] for items in profiles])
     assert pprof.Profile.FromString(pprof.merge_serialized(parsed)) == pprof.merge(parsed)
+
+
+def test_big_outputs_are_gzipped_in_members_that_read_as_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pprof, "_MEMBER", 1000)
+    a, b = pprof.loads((DATA / "a.pb.gz").read_bytes()), pprof.loads((DATA / "b.pb.gz").read_bytes())
+    data = pprof.merge_gzip([a, b])
+    assert data.count(b"\x1f\x8b\x08") > 2  # several members
+    assert pprof.loads(data) == pprof.merge([a, b])

@@ -93,28 +93,31 @@ def run(
     profiles: int, size_kb: int, uploads: int, url: str | None, token: str | None, progress: Any
 ) -> dict[str, Any]:
     import gc
-    import gzip
     import tempfile
 
     import httpx
 
-    from onair.pgo import pprof, synth
+    from onair.pgo import _samples, pprof, synth
     from onair_services.profstore.settings import ProfstoreSettings
 
     task = progress.add_task("generating profiles", total=None)
     blobs = synth.make_profiles(profiles, size_kb * 1024)
     progress.update(task, description=f"merging {profiles} profiles")
     gc.collect()
+    phases: dict[str, float] = {}
+    _samples.PHASES = phases
     with _PeakRss() as rss:
         t0 = time.perf_counter()
         loaded = pprof.load_raw_all(blobs, check=False)
+        phases["load"] = time.perf_counter() - t0
         parsed = [p for p in loaded if not isinstance(p, pprof.ProfileError)]
         if len(parsed) != len(loaded):
             raise next(p for p in loaded if isinstance(p, pprof.ProfileError))
         merged = pprof.merge_serialized(parsed)
         merge_s = time.perf_counter() - t0
+    _samples.PHASES = None
     t0 = time.perf_counter()
-    out_bytes = len(gzip.compress(merged, compresslevel=1))
+    out_bytes = len(pprof.gzip_members(merged))
     gzip_s = time.perf_counter() - t0
     samples_in = sum(len(p) for p in parsed)
     big = 1 << 40
@@ -166,6 +169,7 @@ def run(
         "samples_out": samples_out,
         "merged_kb": round(out_bytes / 1024, 1),
         "merge_32_s": round(merge_s, 3),
+        "merge_phases_s": {k: round(v, 3) for k, v in phases.items()},
         "gzip_merged_s": round(gzip_s, 3),
         "merge_peak_mb": round(rss.growth_mb, 1),
         "upload_per_s": round(uploads / upload_s, 1) if upload_s else None,

@@ -33,6 +33,7 @@ __all__ = [
     "dumps",
     "frames",
     "function_totals",
+    "gzip_members",
     "load_raw",
     "load_raw_all",
     "loads",
@@ -453,7 +454,22 @@ def merge_serialized(profiles: Sequence[AnyProfile], *, comment: str | None = No
 def merge_gzip(profiles: Sequence[AnyProfile], *, comment: str | None = None, level: int = 1) -> bytes:
     """:func:`merge`, returned as a gzip pprof file (``default.pgo``). ``level`` 1 by default, as Go's
     ``profile.Write`` (BestSpeed)."""
-    return gzip.compress(merge_serialized(profiles, comment=comment), compresslevel=level, mtime=0)
+    return gzip_members(merge_serialized(profiles, comment=comment), level=level)
+
+
+_MEMBER = 8 << 20
+
+
+def gzip_members(data: bytes, *, level: int = 1) -> bytes:
+    """Gzip ``data`` as consecutive gzip members of 8 MiB input each, compressed on a few threads
+    (zlib releases the GIL). A multi-member file is one gzip stream to every reader: Go's
+    ``gzip.Reader`` (multistream by default, as ``go tool pprof`` and the compiler use it), Python's
+    ``gzip`` and :func:`loads`. Deterministic (mtime 0)."""
+    if len(data) <= _MEMBER:
+        return gzip.compress(data, compresslevel=level, mtime=0)
+    view = memoryview(data)
+    chunks = [view[i : i + _MEMBER] for i in range(0, len(data), _MEMBER)]
+    return b"".join(_samples.parallel_map(lambda c: gzip.compress(c, compresslevel=level, mtime=0), chunks))
 
 
 def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, bytes]:
