@@ -104,6 +104,7 @@ def run(
     blobs = synth.make_profiles(profiles, size_kb * 1024)
     progress.update(task, description=f"merging {profiles} profiles")
     gc.collect()
+    _samples.avoid_hugepage_stalls()  # as the profstore does
     phases: dict[str, float] = {}
     _samples.PHASES = phases
     with _PeakRss() as rss:

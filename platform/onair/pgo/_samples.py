@@ -10,6 +10,7 @@ by whole-array operations. Encoding works the same way backwards: each merged sa
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -48,6 +49,22 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T], n: int | None = None)
         return map(fn, items)
     with ThreadPoolExecutor(n, thread_name_prefix="pgo") as ex:
         return iter(list(ex.map(fn, items)))
+
+
+def avoid_hugepage_stalls() -> None:
+    """Stop numpy from asking for transparent huge pages (``madvise``) for its big arrays.
+
+    With THP ``defrag`` set to ``madvise`` (a common kernel default), the first touch of each such
+    array may compact memory synchronously: on the benchmark VM that added ~1 s to the 32-profile
+    merge (hundreds of fresh 25 MB arrays). Same as ``NUMPY_MADVISE_HUGEPAGE=0``; process-wide, so
+    the profstore and the benchmark call it, the library does not."""
+    for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            setter = importlib.import_module(mod)._set_madvise_hugepage
+        except (ImportError, AttributeError):
+            continue
+        setter(False)
+        return
 
 
 # Phase timings of the last merges, when a caller sets this to a dict (the benchmark does).

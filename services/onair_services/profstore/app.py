@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from onair.clients import S3Client, ValkeyClient
 from onair.config import ServiceSettings
 from onair.logging import configure_logging, get_logger
-from onair.pgo import pprof
+from onair.pgo import _samples, pprof
 from onair.pgo.storage import (
     DirectoryStore,
     InvalidAppName,
@@ -313,6 +313,7 @@ def create_app(settings: ProfstoreSettings | None = None, *, store: ProfileStore
     """The profstore ASGI app (``onair serve profstore``); backend from ``ONAIR_PROFSTORE_BACKEND``."""
     settings = settings or ProfstoreSettings()
     service = ServiceSettings()
+    _samples.avoid_hugepage_stalls()  # merges allocate big numpy arrays (see docs/benchmarks.md)
     if store is None:
         configure_logging("profstore", service.log_level)
     ps = Profstore(settings, store or make_store(settings))
