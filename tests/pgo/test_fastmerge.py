@@ -233,3 +233,11 @@ def test_big_outputs_are_gzipped_in_members_that_read_as_one(monkeypatch: pytest
     data = pprof.merge_gzip([a, b])
     assert data.count(b"\x1f\x8b\x08") > 2  # several members
     assert pprof.loads(data) == pprof.merge([a, b])
+
+
+def test_large_location_ids_take_the_long_varint_path() -> None:
+    stacks = [(["leaf", "f", "main"], [2, 20], {}), (["g", "main"], [1, 10], {})]
+    a = pprof.load_raw(build(stacks, [0, 1], offset=100_000), require_gzip=False)  # 3-byte ids
+    b = pprof.load_raw(build(stacks, [0, 0], offset=(1 << 40)), require_gzip=False)  # sparse ids
+    assert a.samples.ids.max() > 100_000
+    assert bag(pprof.merge([a, b])) == reference([stacks, stacks])

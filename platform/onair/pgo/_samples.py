@@ -28,6 +28,7 @@ from onair.pgo._pb import profile_pb2
 I64 = NDArray[np.int64]
 U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
+UAny = NDArray[np.unsignedinteger]
 
 _SHIFT7 = np.uint64(7)
 
@@ -128,7 +129,7 @@ class Samples:
     labelled sample (rare in CPU profiles) to its raw ``Label`` messages."""
 
     counts: I64
-    ids: U64
+    ids: UAny  # uint16 when every id is below 16384, else uint64
     values: U64  # all values, sample after sample (int64 as two's complement)
     value_counts: I64
     labels: dict[int, list[bytes]] = field(default_factory=dict)
@@ -164,7 +165,7 @@ def _varint_at(buf: U8, pos: I64, limit: I64) -> tuple[U64, I64]:
     return v, nxt
 
 
-def _decode_ranges(buf: U8, starts: I64, ends: I64) -> tuple[U64, I64]:
+def _decode_ranges(buf: U8, starts: I64, ends: I64) -> tuple[UAny, I64]:
     """All varints inside the byte ranges ``[starts[k], ends[k])`` (disjoint, in increasing order,
     each preceded by the last byte of a varint): their values in file order and the count per range.
     Works on whole byte arrays: a mask of the ranges, the varints' last bytes, two-byte values."""
@@ -184,35 +185,37 @@ def _decode_ranges(buf: U8, starts: I64, ends: I64) -> tuple[U64, I64]:
         raise WireError("overlapping fields")
     flags = np.zeros(len(runs), np.bool_)
     flags[1::2] = True
-    inside = np.repeat(flags, runs)
-    is_end = buf < 0x80
-    inside &= is_end
+    in_range = np.repeat(flags, runs)
+    cont = buf >= 0x80
+    inside = in_range & ~cont
     e = np.flatnonzero(inside)  # the last byte of every varint in the ranges, in file order
     first = np.searchsorted(e, starts)  # sorted keys: numpy reuses the last position
     counts[:-1] = first[1:] - first[:-1]
     counts[-1] = len(e) - first[-1]
+    # Two continuation bytes in a row inside the ranges: some varint has 3 bytes or more.
+    long_varints = bool((in_range[2:] & cont[1:-1] & cont[:-2]).any())
     hi = buf[e]
     lo = buf[e - 1]  # the byte before a range is the end of a varint, never 0x80+
-    multi = lo >= 0x80
+    two = lo >= 0x80
+    if not long_varints:  # the usual case (ids < 16384): 16-bit arithmetic, no per-byte loop
+        v16 = hi.astype(np.uint16)
+        v16 <<= two.view(np.uint8) * np.uint8(7)
+        lo &= 0x7F
+        lo *= two.view(np.uint8)
+        v16 |= lo
+        return v16, counts
     v = hi.astype(np.uint64)
-    if multi.any():
-        v2 = (v << _SHIFT7) | (lo & 0x7F).astype(np.uint64)
-        np.copyto(v, v2, where=multi)
-        idx = np.flatnonzero(multi)
-        b = buf[e[idx] - 2]
-        longer = b >= 0x80
-        if longer.any():  # three bytes or more: byte by byte
-            idx = idx[longer]
-            b = b[longer]
-            k = 2
-            while idx.size:
-                if k > 9:
-                    raise WireError("varint longer than 10 bytes")
-                v[idx] = (v[idx] << _SHIFT7) | (b & 0x7F).astype(np.uint64)
-                k += 1
-                b = buf[e[idx] - k]
-                more = b >= 0x80
-                idx, b = idx[more], b[more]
+    idx = np.flatnonzero(two)
+    b = lo[idx]
+    k = 1
+    while idx.size:
+        if k > 9:
+            raise WireError("varint longer than 10 bytes")
+        v[idx] = (v[idx] << _SHIFT7) | (b & 0x7F).astype(np.uint64)
+        k += 1
+        b = buf[e[idx] - k]
+        more = b >= 0x80
+        idx, b = idx[more], b[more]
     return v, counts
 
 
@@ -295,7 +298,7 @@ def _route(num: U64, who: I64, rs: I64, re: I64, loc: Ranges, val: Ranges, lab: 
             out.append((who[sel], rs[sel], re[sel]))
 
 
-def _collect(buf: U8, ranges: list[tuple[I64, I64, I64]], n: int) -> tuple[U64, I64]:
+def _collect(buf: U8, ranges: list[tuple[I64, I64, I64]], n: int) -> tuple[UAny, I64]:
     if not ranges:
         return np.zeros(0, np.uint64), np.zeros(n, np.int64)
     if len(ranges) == 1:
@@ -420,8 +423,10 @@ class IdCodec:
         """The varints of ``ids``, concatenated."""
         if self.width == 1:
             return self.words[ids].astype(np.uint8)
-        matrix = self.words[ids].view(np.uint8)
-        mask = np.zeros((len(ids), 4), np.bool_)
+        cols = 2 if self.width == 2 else 4
+        words = self.words[ids]
+        matrix = words.astype(np.uint16).view(np.uint8) if cols == 2 else words.view(np.uint8)
+        mask = np.zeros((len(ids), cols), np.bool_)
         mask[:, 0] = True
         for k in range(1, self.width):
             np.greater_equal(ids, 1 << (7 * k), out=mask[:, k])

@@ -335,7 +335,7 @@ _UIds = NDArray[np.unsignedinteger]
 
 
 def _remap_ids(
-    ids: NDArray[np.uint64], old: list[int], new: list[int], what: str
+    ids: NDArray[np.unsignedinteger], old: list[int], new: list[int], what: str
 ) -> NDArray[np.unsignedinteger]:
     """``ids`` through the mapping ``old[k] -> new[k]``; an id not in ``old`` is an error."""
     top = max(new, default=0)
