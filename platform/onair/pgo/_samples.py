@@ -195,7 +195,10 @@ def _decode_ranges(buf: U8, starts: I64, ends: I64) -> tuple[UAny, I64]:
     # Two continuation bytes in a row inside the ranges: some varint has 3 bytes or more.
     long_varints = bool((in_range[2:] & cont[1:-1] & cont[:-2]).any())
     hi = buf[e]
-    lo = buf[e - 1]  # the byte before a range is the end of a varint, never 0x80+
+    prev = np.empty_like(buf)
+    prev[0] = 0
+    prev[1:] = buf[:-1]
+    lo = prev[e]  # the byte before a range is the end of a varint, never 0x80+
     two = lo >= 0x80
     if not long_varints:  # the usual case (ids < 16384): 16-bit arithmetic, no per-byte loop
         v16 = hi.astype(np.uint16)
@@ -362,7 +365,12 @@ def _labels(buf: U8, ranges: Ranges) -> dict[int, list[bytes]]:
 def varint_sizes(x: U64) -> NDArray[np.uint8]:
     """Encoded length of each unsigned value (1..10)."""
     n = np.ones(x.shape, np.uint8)
+    if x.size == 0:
+        return n
+    top = int(x.max())
     for k in range(1, 10):
+        if top < 1 << (7 * k):
+            break
         n += x >= np.uint64(1 << (7 * k))
     return n
 
@@ -405,6 +413,13 @@ class IdCodec:
     sizes: NDArray[np.uint8]
     width: int
 
+    @property
+    def sizes64(self) -> I64:
+        return self._sizes64
+
+    def __post_init__(self) -> None:
+        self._sizes64: I64 = self.sizes.astype(np.int64)
+
     @classmethod
     def for_ids(cls, n: int) -> IdCodec:
         if n >= 1 << 28:  # pragma: no cover - 268 M locations
@@ -444,7 +459,7 @@ def encode_samples(codec: IdCodec, ids: NDArray[np.unsignedinteger], counts: I64
     loc_len = np.zeros(n, np.int64)
     nz = counts > 0
     if nz.any():
-        loc_len[nz] = np.add.reduceat(codec.sizes[ids], starts[nz], dtype=np.int64)
+        loc_len[nz] = np.add.reduceat(codec.sizes64[ids], starts[nz])
     loc_bytes = codec.encode(ids)
     uvals = values.view(np.uint64)
     val_len = varint_sizes(uvals).sum(axis=1, dtype=np.int64)
