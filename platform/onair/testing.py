@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from onair.db.admin import create_database, drop_database
 from onair.devstack import Devstack, RunningServer
 
 POSTGRES_ENV = "ONAIR_TEST_POSTGRES_URL"
@@ -110,24 +111,6 @@ def _postgres_admin_url() -> str | None:
     return os.environ.get(POSTGRES_ENV) or None
 
 
-async def _pg_admin(url: str, sql: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    conn = await asyncpg.connect(
-        host=u.host or "127.0.0.1",
-        port=u.port or 5432,
-        user=u.username or "postgres",
-        password=u.password,
-        database=u.database or "postgres",
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database per test: SQLite file, or a new PostgreSQL database (dropped after)."""
@@ -137,12 +120,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     admin = _postgres_admin_url()
     if admin is None:
         pytest.skip(f"{POSTGRES_ENV} is not set (.ci/run sets it); PostgreSQL cases not run")
-    from sqlalchemy.engine import make_url
-
     name = f"onair_t_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(admin, f'CREATE DATABASE "{name}"'))
-    url = make_url(admin).set(drivername="postgresql+asyncpg", database=name)
+    url = asyncio.run(create_database(admin, name))
     try:
-        yield url.render_as_string(hide_password=False)
+        yield url
     finally:
-        asyncio.run(_pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_database(admin, name))

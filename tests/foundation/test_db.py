@@ -44,3 +44,10 @@ async def test_sqlite_runs_in_wal_with_busy_timeout(tmp_path: Path) -> None:
             assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one() == 5000
     finally:
         await engine.dispose()
+
+
+async def test_scratch_database_names_are_checked() -> None:
+    from onair.db.admin import create_database
+
+    with pytest.raises(ValueError, match="must be lowercase letters"):
+        await create_database("postgresql://postgres@127.0.0.1:1/postgres", 'x"; DROP DATABASE test; --')

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from onair.clients import KafkaClient
 from onair.db import create_engine, session_factory
+from onair.db.admin import create_database, drop_database
 from onair.logstream.envelope import Envelope, new_event_id
 from onair.logstream.projection import Event, Projection
 from onair.logstream.runner import ProjectionRunner
@@ -199,23 +199,6 @@ async def check_models(engine: AsyncEngine, produced_counts: Produced, produced_
     return counts == produced_counts.counts and state == produced_state.state
 
 
-async def _pg_admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    u = make_url(url)
-    conn = await asyncpg.connect(
-        host=u.host or "127.0.0.1",
-        port=u.port or 5432,
-        user=u.username or "postgres",
-        password=u.password,
-        database=u.database or "postgres",
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @dataclass
 class DbResult:
     db: str
@@ -332,12 +315,7 @@ async def run_benchmark(
                     result[f"{db}.skipped"] = "no PostgreSQL URL (--postgres-url / ONAIR_TEST_POSTGRES_URL)"
                     continue
                 pg_db = f"onair_bench_{uuid.uuid4().hex[:10]}"
-                await _pg_admin(postgres_url, f'CREATE DATABASE "{pg_db}"')
-                url = (
-                    make_url(postgres_url)
-                    .set(drivername="postgresql+asyncpg", database=pg_db)
-                    .render_as_string(hide_password=False)
-                )
+                url = await create_database(postgres_url, pg_db)
             r = await bench_db(
                 db,
                 url,
@@ -361,13 +339,13 @@ async def run_benchmark(
             result[f"{db}.exactly_once_ok"] = r.exactly_once
             ok_all = ok_all and r.exactly_once
             if pg_db is not None and postgres_url:
-                await _pg_admin(postgres_url, f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
+                await drop_database(postgres_url, pg_db)
                 pg_db = None
         result["exactly_once_ok"] = ok_all
     finally:
         await kafka.close()
         if pg_db is not None and postgres_url:
-            await _pg_admin(postgres_url, f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
+            await drop_database(postgres_url, pg_db)
         if stack is not None:
             await asyncio.to_thread(stack.down)
         shutil.rmtree(workdir, ignore_errors=True)
