@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from onair.clients.base import Lifecycle
 
@@ -198,3 +199,24 @@ class ProfileStore(Lifecycle, abc.ABC):
                 await self._delete(name, expired)
                 deleted += len(expired)
         return deleted
+
+
+ClientT = TypeVar("ClientT", bound=Lifecycle)
+
+
+class ClientStore(ProfileStore, Generic[ClientT]):
+    """A store on one of the base clients: starts it, and closes it only if it owns it."""
+
+    def __init__(
+        self, client: ClientT, retention: RetentionPolicy | None = None, *, own_client: bool = False
+    ) -> None:
+        super().__init__(retention)
+        self.client = client
+        self._own = own_client
+
+    async def start(self) -> None:
+        await self.client.start()
+
+    async def close(self) -> None:
+        if self._own:
+            await self.client.close()

@@ -5,26 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from onair.clients.s3 import S3Client
-from onair.pgo.storage.base import SUFFIX, ProfileRef, ProfileStore, RetentionPolicy, parse_name
+from onair.pgo.storage.base import SUFFIX, ClientStore, ProfileRef, parse_name
 from onair.pgo.storage.directory import check_app_ok
 
 
-class S3Store(ProfileStore):
+class S3Store(ClientStore[S3Client]):
     backend = "s3"
-
-    def __init__(
-        self, client: S3Client, retention: RetentionPolicy | None = None, *, own_client: bool = False
-    ):
-        super().__init__(retention)
-        self.client = client
-        self._own = own_client
-
-    async def start(self) -> None:
-        await self.client.start()
-
-    async def close(self) -> None:
-        if self._own:
-            await self.client.close()
 
     def _key(self, app: str, ms: int) -> str:
         return self.client.key(app, f"{ms}{SUFFIX}")

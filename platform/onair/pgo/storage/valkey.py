@@ -12,25 +12,11 @@ import time
 from collections.abc import Sequence
 
 from onair.clients.valkey import ValkeyClient
-from onair.pgo.storage.base import ProfileRef, ProfileStore, RetentionPolicy
+from onair.pgo.storage.base import ClientStore, ProfileRef
 
 
-class ValkeyStore(ProfileStore):
+class ValkeyStore(ClientStore[ValkeyClient]):
     backend = "valkey"
-
-    def __init__(
-        self, client: ValkeyClient, retention: RetentionPolicy | None = None, *, own_client: bool = False
-    ) -> None:
-        super().__init__(retention)
-        self.client = client
-        self._own = own_client
-
-    async def start(self) -> None:
-        await self.client.start()
-
-    async def close(self) -> None:
-        if self._own:
-            await self.client.close()
 
     def _data_key(self, app: str, ms: int) -> str:
         return self.client.key("pgo", "p", app, ms)
