@@ -37,7 +37,10 @@ def _check_app(name: str) -> str:
         fail(str(exc))
 
 
-def _request(method: str, url: str, token: str | None, timeout: float, **kwargs: Any) -> Any:
+def _request(
+    method: str, url: str, token: str | None, timeout: float, *, ok: tuple[int, ...] = (), **kwargs: Any
+) -> Any:
+    """One HTTP call to the profstore; any failure ends the CLI with one line (statuses in ``ok`` pass)."""
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -48,7 +51,7 @@ def _request(method: str, url: str, token: str | None, timeout: float, **kwargs:
         fail(f"invalid profstore URL {url!r}: {exc}")
     except httpx.TransportError as exc:
         fail(f"cannot reach the profstore at {url}: {exc.__class__.__name__}: {exc}")
-    if resp.status_code >= 400:
+    if resp.status_code >= 400 and resp.status_code not in ok:
         try:
             body = resp.json()
             detail = f"{body.get('error')}: {body.get('detail')}"
@@ -105,27 +108,12 @@ def pull(
         parse_duration_ms(since)
     except ValueError as exc:
         fail(f"--since: {exc}")
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     endpoint = f"{url.rstrip('/')}/v1/profiles/{name}/merged"
-    try:
-        with httpx.Client(timeout=timeout, headers=headers) as client:
-            resp = client.get(endpoint, params={"from": since, "limit": str(limit)})
-    except httpx.InvalidURL as exc:
-        fail(f"invalid profstore URL {url!r}: {exc}")
-    except httpx.TransportError as exc:
-        fail(f"cannot reach the profstore at {url}: {exc.__class__.__name__}: {exc}")
-    if resp.status_code == 404 and allow_empty:
+    params = {"from": since, "limit": str(limit)}
+    resp = _request("GET", endpoint, token, timeout, ok=(404,) if allow_empty else (), params=params)
+    if resp.status_code == 404:
         console.print(f"no profiles for {name} in the last {since}; nothing written", highlight=False)
         return
-    if resp.status_code >= 400:
-        try:
-            body = resp.json()
-            detail = f"{body.get('error')}: {body.get('detail')}"
-        except ValueError:
-            detail = resp.text[:200]
-        fail(f"profstore answered {resp.status_code}: {detail}", code=2)
     data = resp.content
     if not data.startswith(b"\x1f\x8b"):
         fail("the profstore sent something that is not a gzip profile")
