@@ -247,3 +247,49 @@ async def test_fast_sse_rejects_bad_requests_and_leaves_other_routes_to_the_app(
         assert (await http.get("/sse/x?last=-3")).status_code == 400
         assert (await http.get("/openapi.json")).status_code == 200  # the FastAPI app behind it
         assert topics.logs == {}
+
+
+async def test_sse_stream_pusher_hands_blocked_sends_back_in_order() -> None:
+    """SSEStream's shared pusher writes caught-up connections; a send that blocks (here every
+    third one) is finished by the connection's own task, in order, then the connection rejoins."""
+    from onair.fanout.sse import SSEStream, _Pusher
+
+    log: FanoutLog[int] = FanoutLog(64, name="test-pusher")
+    scope = {"type": "http", "method": "GET", "path": "/sse/x"}
+    done = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    bodies: list[list[bytes]] = [[] for _ in range(5)]
+
+    def sender(i: int) -> Any:
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                if len(bodies[i]) % 3 == 2:
+                    await asyncio.sleep(0)  # a blocked write
+                bodies[i].append(message["body"])
+
+        return send
+
+    tasks = [
+        asyncio.create_task(
+            SSEStream(log.subscribe(), encode=lambda n: b"data: %d\n\n" % n, heartbeat_s=0)(
+                scope, receive, sender(i)
+            )
+        )
+        for i in range(5)
+    ]
+    await asyncio.sleep(0.01)
+    for n in range(300):
+        log.publish(n)
+        if n % 7 == 0:
+            await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    log.close()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    expected = b"".join(b"data: %d\n\n" % n for n in range(300))
+    for got in bodies:
+        assert b"".join(got) == expected
+    assert log.waiting == 0 and not _Pusher._all

@@ -233,6 +233,19 @@ def _run_loop(coro: Any) -> Any:
         return asyncio.run(coro)
 
 
+def freeze_startup_objects() -> None:
+    """Move everything allocated so far (modules, the app) out of the cyclic GC's reach.
+
+    A full (generation 2) collection walks every tracked object of the process: with uvicorn,
+    FastAPI, pydantic and nats-py loaded that is a few hundred thousand objects, a pause of
+    ~50 ms that every connection's next write waits for (measured: the largest pause of the
+    server, and the p99 of the end-to-end latency). Objects created at start-up live as long as
+    the process; ``gc.freeze()`` after start-up is the usual remedy for a long-running server.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve_main(
     nats_url: str,
     pattern_prefix: str,
@@ -255,6 +268,7 @@ def serve_main(
         await bridge.start()
         source = bridge_source(bridge, lambda t: client.subject("bench", t))
         app = create_app(source, heartbeat_s=15, fast_sse=fast_sse)
+        freeze_startup_objects()
         config = uvicorn.Config(
             app,
             host="127.0.0.1",

@@ -23,7 +23,8 @@ Gaps that come from upstream (NATS was down) are forwarded as ``event: gap`` und
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import types
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -31,7 +32,7 @@ from sse_starlette import EventSourceResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from onair.fanout import metrics
-from onair.fanout.log import Gap, Subscription
+from onair.fanout.log import EncodedView, FanoutLog, Gap, Subscription
 
 T = TypeVar("T")
 SlowClientPolicy = Literal["skip", "disconnect"]
@@ -140,8 +141,10 @@ class SSEStream:
         slow_client: SlowClientPolicy = "skip",
         max_lag: int | None = None,
         batch: int = 512,
+        push: bool = True,
     ) -> None:
         self.sub: Subscription[Any] = sub
+        self.push = push
         self.encode: Callable[[Any], bytes] = encode
         self.heartbeat_s = heartbeat_s
         self.slow_client = slow_client
@@ -151,40 +154,80 @@ class SSEStream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sub = self.sub
         loop = asyncio.get_running_loop()
-        lock = asyncio.Lock()  # the heartbeat and the stream never interleave inside a write
-        last_write = loop.time()
-
-        async def write(body: bytes) -> None:
-            nonlocal last_write
-            async with lock:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-                last_write = loop.time()
+        # The heartbeat and the stream never interleave inside a write, without a lock on the hot
+        # path: the stream marks its writes (``state[0]``) and the heartbeat skips a ping while
+        # one is in progress (that write refreshes ``last_write`` anyway); the heartbeat holds
+        # ``hb_lock`` around its own write, and the stream waits for it only if it is held.
+        hb_lock = asyncio.Lock()
+        state = [False, loop.time()]  # [stream write in progress, time of the last write]
 
         async def watch_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
             sub.close()  # wakes the stream loop, which then ends
+            if conn is not None:
+                conn.release()  # or gives it back from the pusher
 
         async def heartbeat() -> None:
+            every = self.heartbeat_s
             while True:
-                await asyncio.sleep(max(0.0, last_write + self.heartbeat_s - loop.time()))
-                if loop.time() - last_write >= self.heartbeat_s:
-                    await write(b": ping\n\n")
+                await asyncio.sleep(max(0.0, state[1] + every - loop.time()))
+                if state[0] or loop.time() - state[1] < every:
+                    continue
+                async with hb_lock:
+                    await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                    state[1] = loop.time()
 
+        async def write(body: bytes) -> None:
+            if hb_lock.locked():  # a ping is being written (its send is blocked): after it
+                async with hb_lock:
+                    pass
+            state[0] = True
+            try:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            finally:
+                state[0] = False
+            state[1] = loop.time()
+
+        log = sub.log
+        view = log.view(self.encode, gap_frame)
+        wait, drain_encoded = sub.wait, sub.drain_encoded
+        max_lag, batch = self.max_lag, self.batch
+        conn = _Conn(sub, send, state, hb_lock, max_lag, batch) if self.push else None
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         helpers = [asyncio.create_task(watch_disconnect())]
         if self.heartbeat_s > 0:
             helpers.append(asyncio.create_task(heartbeat()))
-        view = sub.log.view(self.encode, gap_frame)
         try:
-            while await sub.wait():
-                if self.max_lag is not None and sub.lag > self.max_lag:
+            while True:
+                if (
+                    conn is not None
+                    and sub.cursor >= log.head
+                    and not sub.closed
+                    and not log.closed
+                    and not hb_lock.locked()
+                ):
+                    # Caught up: hand the connection to the view's pusher until it needs its own
+                    # loop again (a gap, a lag, a blocked send, a closed cursor or log).
+                    handed = await _Pusher.attach(log, view, conn)
+                    if isinstance(handed, BaseException):
+                        raise handed
+                    if handed is not None:  # the pusher's send blocked: finish it here
+                        try:
+                            await _finish(*handed)
+                        finally:
+                            state[0] = False
+                        state[1] = loop.time()
+                    continue
+                if not await wait():
+                    break
+                if max_lag is not None and sub.lag > max_lag:
                     await write(gap_frame(Gap(sub.skip_to_head(), "slow-client")))
                     if self.slow_client == "disconnect":
                         metrics.slow_client_disconnect("sse")
                         break
                     continue
-                behind, frames = sub.drain_encoded(view, self.batch)
+                behind, frames = drain_encoded(view, batch)
                 if behind is not None:
                     await write(gap_frame(behind))
                     if self.slow_client == "disconnect":
@@ -192,13 +235,181 @@ class SSEStream:
                         break
                 elif frames:
                     await write(frames[0] if len(frames) == 1 else b"".join(frames))
-            async with lock:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if hb_lock.locked():
+                async with hb_lock:
+                    pass
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            if conn is not None:
+                conn.leave()
             sub.close()
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+
+
+class _Conn:
+    """What the pusher needs of one SSE connection (see :class:`_Pusher`)."""
+
+    __slots__ = ("batch", "fut", "hb_lock", "max_lag", "pusher", "send", "state", "sub")
+
+    def __init__(
+        self,
+        sub: Subscription[Any],
+        send: Send,
+        state: list[Any],
+        hb_lock: asyncio.Lock,
+        max_lag: int | None,
+        batch: int,
+    ) -> None:
+        self.sub = sub
+        self.send = send
+        self.state = state
+        self.hb_lock = hb_lock
+        self.max_lag = max_lag
+        self.batch = batch
+        self.fut: asyncio.Future[Any] | None = None
+        self.pusher: _Pusher | None = None
+
+    def release(self, value: Any = None) -> None:
+        """Give the connection back to its own task (``value``: a send to finish, or an error)."""
+        pusher, fut = self.pusher, self.fut
+        self.pusher = self.fut = None
+        if pusher is not None:
+            pusher.conns.pop(self, None)
+            if not pusher.conns:
+                pusher.idle()
+        if fut is not None and not fut.done():
+            fut.set_result(value)
+
+    def leave(self) -> None:
+        self.release()
+
+
+class _Pusher:
+    """One task per (log, encoded view) that writes each wake-up's frames to every caught-up connection.
+
+    A connection's own task parks here instead of on the log while it is caught up. On each
+    wake-up the pusher goes round the connections and, for each, takes the ready frames
+    (``drain_encoded``) and runs the ASGI ``send`` synchronously: a send that does not block (the
+    common case: uvicorn writes to the transport) completes without the connection's task being
+    woken, so a message costs one future and one task switch for the whole view instead of one per
+    connection. Anything else gives the connection back to its task, which takes its usual path:
+    a gap or a lag beyond ``max_lag`` (slow-client policy), more than ``batch`` entries ready, a
+    closed cursor or log, a heartbeat being written, a send that blocks (its task finishes that
+    very send, in order, then catches up) or fails.
+    """
+
+    _all: dict[tuple[int, int, int], _Pusher] = {}
+
+    __slots__ = ("conns", "key", "log", "parked", "task", "view")
+
+    def __init__(self, key: tuple[int, int, int], log: FanoutLog[Any], view: EncodedView[bytes]) -> None:
+        self.key = key
+        self.log = log
+        self.view = view
+        self.conns: dict[_Conn, None] = {}
+        self.parked: asyncio.Future[bool] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def attach(cls, log: FanoutLog[Any], view: EncodedView[bytes], conn: _Conn) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        key = (id(log), id(view), id(loop))
+        pusher = cls._all.get(key)
+        if pusher is None:
+            pusher = cls._all[key] = _Pusher(key, log, view)
+            pusher.task = loop.create_task(pusher.run())
+        conn.sub._report()
+        conn.pusher = pusher
+        fut = conn.fut = loop.create_future()
+        pusher.conns[conn] = None
+        return fut
+
+    def idle(self) -> None:
+        """No connection left: wake the parked pusher so that it ends (and leaves no waiter)."""
+        fut = self.parked
+        if fut is not None and not fut.done():
+            fut.set_result(True)
+
+    async def run(self) -> None:
+        log, view, conns = self.log, self.view, self.conns
+        cap = log.capacity
+        buf = view.buf
+        now = asyncio.get_running_loop().time
+        try:
+            while conns and not log.closed:
+                fut = self.parked = log._park()
+                more = await fut
+                self.parked = None
+                if not more or log.closed:
+                    break
+                head = log.head
+                bodies: dict[int, bytes] = {}
+                for conn in list(conns):
+                    if conn.pusher is not self:
+                        continue
+                    sub = conn.sub
+                    lag = head - sub._cursor
+                    if lag <= 0:
+                        continue
+                    if (
+                        sub._closed
+                        or lag > cap
+                        or lag > conn.batch
+                        or (conn.max_lag is not None and lag > conn.max_lag)
+                        or conn.hb_lock.locked()
+                    ):
+                        conn.release()
+                        continue
+                    # What drain_encoded(view, lag) would return, joined once per round for all
+                    # the connections at the same cursor (normally all of them).
+                    cursor = sub._cursor
+                    body = bodies.get(cursor)
+                    if body is None:
+                        a, b = cursor % cap, head % cap
+                        frames = buf[a:b] if a < b else buf[a:] + buf[:b]
+                        joined: Any = frames[0] if len(frames) == 1 else b"".join(frames)  # type: ignore[arg-type]
+                        body = bodies[cursor] = joined
+                    sub._cursor = head
+                    state = conn.state
+                    state[0] = True
+                    coro: Any = conn.send({"type": "http.response.body", "body": body, "more_body": True})
+                    try:
+                        yielded = coro.send(None)
+                    except StopIteration:
+                        state[0] = False
+                        state[1] = now()
+                        sub._report()  # the delivered counter of the metrics
+                        continue
+                    except BaseException as exc:  # handed to the connection's task
+                        state[0] = False
+                        conn.release(exc)
+                        continue
+                    conn.release((coro, yielded))  # blocked: its own task finishes this send
+        finally:
+            if self._all.get(self.key) is self:
+                del self._all[self.key]
+            for conn in list(conns):
+                conn.release()
+
+
+@types.coroutine
+def _finish(coro: Any, yielded: Any) -> Generator[Any, Any, None]:
+    """Finish, in the calling task, a coroutine first stepped elsewhere that yielded ``yielded``."""
+    while True:
+        try:
+            value = yield yielded
+        except BaseException as exc:  # thrown into the coroutine, as a task would
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(value)
+            except StopIteration:
+                return
 
 
 SSE_HEADERS = [
