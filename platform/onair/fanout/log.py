@@ -319,7 +319,12 @@ class Subscription(Generic[T]):
         return None
 
     def drain(self, limit: int) -> list[T | Gap]:
-        """Up to ``limit`` ready entries (a gap counts as one and ends the batch); never waits."""
+        """Up to ``limit`` ready entries; never waits.
+
+        A reader that fell behind the window gets ``[Gap(missed, "behind")]`` alone (its cursor
+        moves to the oldest retained entry); ``Gap`` markers that were published (``mark_gap``)
+        come in place, like any entry.
+        """
         out: list[T | Gap] = []
         if self._closed or limit < 1:
             return out
