@@ -130,6 +130,10 @@ class SSEStream:
     cancel scope per send, the middleware stack when mounted before the framework): with a thousand
     connections the cost per write is what bounds the latency. Use it as the ASGI app of one
     request: ``await SSEStream(sub)(scope, receive, send)``.
+
+    While a connection is caught up, its writes are made by the :class:`_Pusher` of its log's
+    encoded view (one task for every connection of the view, no task wake-up per connection);
+    ``push=False`` keeps every write in the connection's own task.
     """
 
     def __init__(
