@@ -321,7 +321,7 @@ class _Pusher:
         loop = asyncio.get_running_loop()
         key = (id(log), id(view), id(loop))
         pusher = cls._all.get(key)
-        if pusher is None:
+        if pusher is None or pusher.task is None or pusher.task.done():  # (ids reused after a loop died)
             pusher = cls._all[key] = _Pusher(key, log, view)
             pusher.task = loop.create_task(pusher.run())
         conn.sub._report()
