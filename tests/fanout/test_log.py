@@ -367,3 +367,22 @@ async def _parked_then_woken(sub: Subscription[int], log: FanoutLog[int]) -> int
     assert log.waiting == 1
     log.publish(6)
     return await reader
+
+
+async def test_delivered_counter_excludes_skipped_entries() -> None:
+    """The log's delivered counter (metrics) counts what readers got, not what they skipped."""
+    log: FanoutLog[int] = FanoutLog(4, name="delivered-test")
+    sub = log.subscribe()
+    for i in range(3):
+        log.publish(i)
+    assert sub.drain(10) == [0, 1, 2]
+    for i in range(3, 13):  # 10 more: the reader falls 6 behind the window of 4
+        log.publish(i)
+    assert sub.drain(10) == [Gap(6)]
+    assert sub.drain(2) == [9, 10]
+    assert sub.skip_to_head() == 2
+    log.publish(13)
+    assert sub.drain(10) == [13]
+    sub.close()
+    assert log.delivered == sub.delivered == 3 + 2 + 1
+    assert (sub.gaps, sub.missed) == (2, 8)

@@ -237,7 +237,7 @@ class Subscription(Generic[T]):
     the log is closed and the retained entries are read, or after ``sub.close()``.
     """
 
-    __slots__ = ("_closed", "_cursor", "_log", "_parked", "_reported", "_start", "gaps", "missed")
+    __slots__ = ("_closed", "_cursor", "_log", "_parked", "_rep_cursor", "_start", "gaps", "missed")
 
     def __init__(self, log: FanoutLog[T], cursor: int) -> None:
         self._log = log
@@ -245,7 +245,10 @@ class Subscription(Generic[T]):
         self._start = cursor
         self._closed = False
         self._parked: asyncio.Future[bool] | None = None
-        self._reported = 0
+        # Cursor as of the last report: everything between it and the cursor was delivered (a
+        # skip reports first, then moves both). It refers to the cursor's int, usually the log's
+        # head shared by every reader, so a parked reader keeps no int of its own for this.
+        self._rep_cursor = cursor
         self.gaps = 0
         self.missed = 0
 
@@ -390,9 +393,9 @@ class Subscription(Generic[T]):
         return None, buf[a:] + buf[:b]  # type: ignore[return-value]
 
     def _report(self) -> None:
-        delivered = self._cursor - self._start - self.missed
-        self._log.delivered_reported += delivered - self._reported
-        self._reported = delivered
+        cursor = self._cursor
+        self._log.delivered_reported += cursor - self._rep_cursor
+        self._rep_cursor = cursor
 
     async def _next_slow(self) -> T | Gap:
         while True:
@@ -405,7 +408,7 @@ class Subscription(Generic[T]):
     def _skip_to(self, tail: int) -> Gap:
         self._report()
         missed = tail - self._cursor
-        self._cursor = tail
+        self._cursor = self._rep_cursor = tail
         self.gaps += 1
         self.missed += missed
         self._log.gaps_behind += 1
@@ -417,7 +420,7 @@ class Subscription(Generic[T]):
         skipped = self._log._head - self._cursor
         if skipped > 0:
             self._report()
-            self._cursor = self._log._head
+            self._cursor = self._rep_cursor = self._log._head
             self.gaps += 1
             self.missed += skipped
             self._log.gaps_behind += 1
