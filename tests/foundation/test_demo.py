@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from onair.devstack import Devstack
 from onair.devstack.process import alive
 
 
@@ -33,6 +34,9 @@ def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+        leftover = Devstack(root).down()  # whatever the outcome, leave no server behind
+    assert leftover == [], "the demo left servers running"
     assert "export ONAIR_KAFKA_BOOTSTRAP=" in proc.stdout.read()
     for pid in pids:
         try:
