@@ -4,6 +4,7 @@ unit scaling, and every kind of malformed input."""
 from __future__ import annotations
 
 import gzip
+from typing import NamedTuple
 
 import pytest
 
@@ -110,6 +111,24 @@ def go(name: str) -> pprof.Profile:
     return pprof.loads((DATA / name).read_bytes())
 
 
+class NamedFunction(NamedTuple):
+    name: str
+    start_line: int
+
+
+def named_functions(p: pprof.Profile) -> list[NamedFunction]:
+    return [NamedFunction(p.string_table[f.name], f.start_line) for f in p.function]
+
+
+def test_go_1_27_profiles_carry_start_lines() -> None:
+    a = go("go1.27/a.pb.gz")
+    assert any(f.start_line for f in named_functions(a))
+    merged = pprof.loads(pprof.merge_gzip([a, go("go1.27/b.pb.gz")]))
+    assert {f for f in named_functions(merged) if f.start_line} >= {
+        f for f in named_functions(a) if f.start_line
+    }
+
+
 def test_real_go_profiles_parse() -> None:
     a = go("a.pb.gz")
     assert pprof.sample_types(a) == [("samples", "count"), ("cpu", "nanoseconds")]
@@ -118,8 +137,9 @@ def test_real_go_profiles_parse() -> None:
     assert {"main.hashLoop", "main.sortLoop", "main.fibLoop"} <= set(pprof.function_totals(a))
 
 
-def test_merge_equals_go_tool_pprof_merge() -> None:
-    a, b, theirs = go("a.pb.gz"), go("b.pb.gz"), go("merged.pb.gz")
+@pytest.mark.parametrize("folder", [".", "go1.27"])
+def test_merge_equals_go_tool_pprof_merge(folder: str) -> None:
+    a, b, theirs = go(f"{folder}/a.pb.gz"), go(f"{folder}/b.pb.gz"), go(f"{folder}/merged.pb.gz")
     ours = pprof.merge([a, b])
     for index in (0, 1):
         assert totals(ours, index) == totals(theirs, index)
@@ -137,6 +157,9 @@ def test_merge_equals_go_tool_pprof_merge() -> None:
         return sorted((tuple(n for lid in s.location_id for n in fr[lid]), tuple(s.value)) for s in p.sample)
 
     assert bag(ours) == bag(theirs)
+    # Go >= 1.20 records each function's start line, and `go build -pgo` refuses a profile without it.
+    starts = {(f.name, f.start_line) for p in (ours, theirs) for f in named_functions(p)}
+    assert starts == {(f.name, f.start_line) for f in named_functions(theirs)}
     # Merging is associative with Go's result: merged + a == a + a + b.
     assert totals(pprof.merge([theirs, a])) == totals(pprof.merge([a, a, b]))
 
