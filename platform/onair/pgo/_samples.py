@@ -34,6 +34,7 @@ _SHIFT7 = np.uint64(7)
 
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", bound=np.generic, covariant=True)
 R = TypeVar("R")
 
 
@@ -78,6 +79,14 @@ def phase(name: str, since: float) -> float:
     if PHASES is not None:
         PHASES[name] = PHASES.get(name, 0.0) + now - since
     return now
+
+
+def gather(table: NDArray[T_co], idx: NDArray[np.integer]) -> NDArray[T_co]:
+    """``table[idx]``; ``take`` for narrow index types (fancy indexing first converts a uint16 index
+    array to intp, which costs more than the lookup itself)."""
+    if idx.dtype.itemsize < 8 or idx.dtype == np.intp:
+        return table.take(idx)
+    return table[idx]
 
 
 class WireError(ValueError):
@@ -185,21 +194,21 @@ def _decode_ranges(buf: U8, starts: I64, ends: I64) -> tuple[UAny, I64]:
         raise WireError("overlapping fields")
     flags = np.zeros(len(runs), np.bool_)
     flags[1::2] = True
-    in_range = np.repeat(flags, runs)
-    cont = buf >= 0x80
-    inside = in_range & ~cont
+    inside = np.repeat(flags, runs)
+    inside &= buf < 0x80
     e = np.flatnonzero(inside)  # the last byte of every varint in the ranges, in file order
+    del inside
     first = np.searchsorted(e, starts)  # sorted keys: numpy reuses the last position
     counts[:-1] = first[1:] - first[:-1]
     counts[-1] = len(e) - first[-1]
-    # Two continuation bytes in a row inside the ranges: some varint has 3 bytes or more.
-    long_varints = bool((in_range[2:] & cont[1:-1] & cont[:-2]).any())
     hi = buf[e]
-    prev = np.empty_like(buf)
-    prev[0] = 0
-    prev[1:] = buf[:-1]
-    lo = prev[e]  # the byte before a range is the end of a varint, never 0x80+
+    # The byte before a range is the end of a varint (never 0x80+), so a continuation byte before
+    # a varint's last byte lies in its range; two of them: some varint has 3 bytes or more.
+    e1 = e - 1
+    lo = buf[e1]
     two = lo >= 0x80
+    e1 -= 1
+    long_varints = bool(two.any()) and bool((buf[e1[two]] >= 0x80).any())
     if not long_varints:  # the usual case (ids < 16384): 16-bit arithmetic, no per-byte loop
         v16 = hi.astype(np.uint16)
         v16 <<= two.view(np.uint8) * np.uint8(7)
@@ -238,6 +247,9 @@ def decode(samples: list[bytes]) -> Samples:
 def decode_buffer(buf: U8, starts: I64, ends: I64) -> Samples:
     """Decode the ``Sample`` messages at ``buf[starts[i]:ends[i]]`` (in increasing order)."""
     n = len(starts)
+    fast = _decode_usual(buf, starts, ends)
+    if fast is not None:
+        return fast
     pos = starts.copy()
     act = np.flatnonzero(pos < ends)
     loc: list[tuple[I64, I64, I64]] = []
@@ -290,6 +302,35 @@ def decode_buffer(buf: U8, starts: I64, ends: I64) -> Samples:
 
 
 Ranges = list[tuple[I64, I64, I64]]
+
+
+def _decode_usual(buf: U8, starts: I64, ends: I64) -> Samples | None:
+    """The layout Go writes, checked for every sample at once: ``0x0A len <ids> 0x12 len <values>``
+    with one-byte lengths. ``None`` if any sample differs (the general walk then decodes them)."""
+    n = len(starts)
+    if not n or len(buf) < 4 or ((ends - starts) < 4).any():
+        return None
+    if (buf[starts] != 0x0A).any():
+        return None
+    l1 = buf[starts + 1]
+    if (l1 >= 0x80).any():
+        return None
+    e1 = starts + 2
+    e1 += l1
+    if (e1 + 2 > ends).any():
+        return None
+    if (buf[e1] != 0x12).any():
+        return None
+    l2 = buf[e1 + 1]
+    if (l2 >= 0x80).any():
+        return None
+    v0 = e1 + 2
+    if (v0 + l2 != ends).any():
+        return None
+    who = np.arange(n, dtype=np.int64)
+    ids, id_counts = _collect(buf, [(who, starts + 2, e1)], n)
+    values, value_counts = _collect_values(buf, [(who, v0, ends)], n)
+    return Samples(id_counts, ids, values, value_counts)
 
 
 def _route(num: U64, who: I64, rs: I64, re: I64, loc: Ranges, val: Ranges, lab: Ranges | None) -> None:
@@ -437,9 +478,9 @@ class IdCodec:
     def encode(self, ids: NDArray[np.unsignedinteger]) -> U8:
         """The varints of ``ids``, concatenated."""
         if self.width == 1:
-            return self.words[ids].astype(np.uint8)
+            return gather(self.words, ids).astype(np.uint8)
         cols = 2 if self.width == 2 else 4
-        words = self.words[ids]
+        words = gather(self.words, ids)
         matrix = words.astype(np.uint16).view(np.uint8) if cols == 2 else words.view(np.uint8)
         mask = np.zeros((len(ids), cols), np.bool_)
         mask[:, 0] = True
@@ -459,7 +500,7 @@ def encode_samples(codec: IdCodec, ids: NDArray[np.unsignedinteger], counts: I64
     loc_len = np.zeros(n, np.int64)
     nz = counts > 0
     if nz.any():
-        loc_len[nz] = np.add.reduceat(codec.sizes64[ids], starts[nz])
+        loc_len[nz] = np.add.reduceat(gather(codec.sizes64, ids), starts[nz])
     loc_bytes = codec.encode(ids)
     uvals = values.view(np.uint64)
     val_len = varint_sizes(uvals).sum(axis=1, dtype=np.int64)
@@ -525,7 +566,7 @@ def _stack_hashes(part: Part, table: U64) -> U64:
     h = np.zeros(n, np.uint64)
     if m:
         pw, inv = _power_tables(m)
-        w = table[part.ids]
+        w = gather(table, part.ids)
         w *= pw[:m]
         starts = np.zeros(n, np.int64)
         np.cumsum(part.counts[:-1], out=starts[1:])
@@ -583,9 +624,7 @@ def merge_parts(parts: list[Part], n_locations: int, n_types: int) -> bytes:
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
     del keys, hashes
     starts = np.flatnonzero(first)
-    sums = np.empty((len(starts), n_types), np.int64)
-    for j in range(n_types):
-        sums[:, j] = np.add.reduceat(np.take(values[:, j], perm), starts)
+    sums = np.add.reduceat(values.take(perm, axis=0), starts, axis=0)  # rows: one random read each
     reps = perm[starts]
 
     t = phase("group", t)
@@ -629,9 +668,7 @@ def merge_parts(parts: list[Part], n_locations: int, n_types: int) -> bytes:
     is_rep[reps] = True
     rank = np.cumsum(is_rep) - 1
     out_sums = np.empty_like(sums)
-    where = rank[reps]
-    for j in range(n_types):
-        out_sums[where, j] = sums[:, j]
+    out_sums[rank[reps]] = sums
     out_reps = np.flatnonzero(is_rep)
     keep = (out_sums != 0).any(axis=1)
     if not keep.all():

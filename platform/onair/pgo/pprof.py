@@ -349,7 +349,7 @@ def _remap_ids(
         lut = np.zeros(biggest + 1, dtype)
         small = keys[keys <= np.uint64(biggest)]
         lut[small.astype(np.int64)] = np.array(new, dtype)[keys <= np.uint64(biggest)]
-        out = cast(_UIds, lut[ids.astype(np.int64)])
+        out = cast(_UIds, _samples.gather(lut, ids))
         missing = out == 0
     else:
         order = np.argsort(keys)
