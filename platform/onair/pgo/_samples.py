@@ -623,7 +623,13 @@ def merge_parts(parts: list[Part], n_locations: int, n_types: int) -> bytes:
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
     del keys, hashes
     starts = np.flatnonzero(first)
-    sums = np.add.reduceat(values.take(perm, axis=0), starts, axis=0)  # rows: one random read each
+    sums = np.empty((len(starts), n_types), np.int64)
+
+    def group_sums(j: int, sums: I64 = sums, perm: I64 = perm) -> None:
+        sums[:, j] = np.add.reduceat(np.take(values[:, j], perm), starts)
+
+    for _ in parallel_map(group_sums, range(n_types)):  # a column per thread
+        pass
     reps = perm[starts]
 
     t = phase("group", t)
