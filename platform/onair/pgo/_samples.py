@@ -418,30 +418,29 @@ def varint_sizes(x: U64) -> NDArray[np.uint8]:
 def _columns(columns: list[U64 | int], n: int) -> tuple[U8, I64]:
     """Varint-encode ``n`` rows of columns (arrays, or one constant small int), row after row: the
     bytes, and each row's length."""
-    parts: list[U8] = []
-    masks: list[NDArray[np.bool_]] = []
+    all_sizes = [None if isinstance(col, int) else varint_sizes(col) for col in columns]
+    widths = [1 if sz is None else int(sz.max()) for sz in all_sizes]
+    matrix = np.empty((n, sum(widths)), np.uint8)  # one block of columns per value, written in place
+    mask = np.ones((n, sum(widths)), np.bool_)
     row_len = np.zeros(n, np.int64)
-    for col in columns:
-        if isinstance(col, int):
-            parts.append(np.full((n, 1), col, np.uint8))
-            masks.append(np.ones((n, 1), np.bool_))
+    at = 0
+    for col, sizes, width in zip(columns, all_sizes, widths, strict=True):
+        if isinstance(col, int) or sizes is None:
+            matrix[:, at] = col
             row_len += 1
+            at += 1
             continue
-        sizes = varint_sizes(col)
-        width = int(sizes.max())
-        block = np.empty((n, width), np.uint8)
         rest = col
         for k in range(width):
             byte = (rest & np.uint64(0x7F)).astype(np.uint8)
             if k + 1 < width:
                 byte |= (sizes > k + 1).view(np.uint8) << 7
                 rest = rest >> _SHIFT7
-            block[:, k] = byte
-        parts.append(block)
-        masks.append(np.arange(width, dtype=np.uint8) < sizes[:, None])
+            matrix[:, at + k] = byte
+            if k:
+                np.greater(sizes, k, out=mask[:, at + k])
         row_len += sizes
-    matrix = np.concatenate(parts, axis=1)
-    mask = np.concatenate(masks, axis=1)
+        at += width
     return matrix[mask], row_len
 
 
