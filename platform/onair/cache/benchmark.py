@@ -184,22 +184,27 @@ async def _reader(args: _ReaderArgs, barrier: Any, go: Any, progress: Any) -> di
 
     closers: list[Callable[[], Any]] = []
     get: Callable[[int], Any]
+
+    def cache_aside(valkey: Any) -> Callable[[int], Any]:
+        """Read-through with ``valkey`` (a plain or client-caching client): GET, else load and SET."""
+
+        async def get_cached(i: int) -> Any:
+            key = prefix + str(i)
+            raw = await valkey.get(key)
+            if raw is not None:
+                return codec.decode(raw)
+            value = await load(i)
+            await valkey.set(key, codec.encode(value), ex=TTL_S)
+            return value
+
+        return get_cached
+
     if args.strategy == "cache_aside":
         import valkey.asyncio as avalkey
 
         plain = avalkey.Valkey.from_url(cfg.valkey_url)
         closers.append(plain.aclose)
-
-        async def get_a(i: int) -> Any:
-            key = prefix + str(i)
-            raw = await plain.get(key)
-            if raw is not None:
-                return codec.decode(raw)
-            value = await load(i)
-            await plain.set(key, codec.encode(value), ex=TTL_S)
-            return value
-
-        get = get_a
+        get = cache_aside(plain)
     elif args.strategy == "valkey_builtin":
         import valkey.asyncio as avalkey
         from valkey.asyncio.connection import AbstractConnection
@@ -219,17 +224,7 @@ async def _reader(args: _ReaderArgs, barrier: Any, go: Any, progress: Any) -> di
             cfg.valkey_url, protocol=3, cache_enabled=True, cache_max_size=2 * cfg.keys
         )
         closers.append(builtin.aclose)
-
-        async def get_b(i: int) -> Any:
-            key = prefix + str(i)
-            raw = await builtin.get(key)
-            if raw is not None:
-                return codec.decode(raw)
-            value = await load(i)
-            await builtin.set(key, codec.encode(value), ex=TTL_S)
-            return value
-
-        get = get_b
+        get = cache_aside(builtin)
     else:
         client = ValkeyClient(cfg.valkey_url, namespace=args.ns)
         await client.start()

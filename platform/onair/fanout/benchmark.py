@@ -651,21 +651,16 @@ def run_e2e(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     note = progress or (lambda _m: None)
-    if nats_url:
+
+    def run(url: str) -> dict[str, Any]:
         return asyncio.run(
             _e2e(
-                nats_url,
-                clients,
-                rate,
-                seconds,
-                capacity,
-                client_procs,
-                sample_every,
-                fast_sse,
-                coalesce_s,
-                note,
+                url, clients, rate, seconds, capacity, client_procs, sample_every, fast_sse, coalesce_s, note
             )
         )
+
+    if nats_url:
+        return run(nats_url)
     from onair.devstack import Devstack
 
     with tempfile.TemporaryDirectory(prefix="onair-bench-fanout-") as root:
@@ -673,21 +668,7 @@ def run_e2e(
         note("end to end: starting a NATS server (devstack)")
         stack.up()
         try:
-            url = stack.env()["ONAIR_NATS_URL"]
-            return asyncio.run(
-                _e2e(
-                    url,
-                    clients,
-                    rate,
-                    seconds,
-                    capacity,
-                    client_procs,
-                    sample_every,
-                    fast_sse,
-                    coalesce_s,
-                    note,
-                )
-            )
+            return run(stack.env()["ONAIR_NATS_URL"])
         finally:
             stack.down()
 
