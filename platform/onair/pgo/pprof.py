@@ -14,7 +14,7 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -148,19 +148,14 @@ class RawProfile:
 def _parse_raw(raw: bytes) -> RawProfile:
     """Parse serialised (not compressed) pprof; only the wire format is checked here."""
     try:
-        msg = _samples.ProfileRaw.FromString(raw)
-        sample_bytes: list[bytes] = list(msg.sample)  # type: ignore[attr-defined]
-        msg.ClearField("sample")
-        header = Profile.FromString(msg.SerializeToString())
-    except DecodeError as exc:
+        header_bytes, buf, spans = _samples.split_profile(raw)
+        header = Profile.FromString(header_bytes)
+        _check_header(header)
+        samples = _samples.decode(buf, spans)
+    except (_samples.WireError, DecodeError) as exc:
         raise _not_pprof(exc) from None
     except RecursionError:  # pragma: no cover - upb reports depth as DecodeError
         raise _not_pprof("nested too deeply") from None
-    _check_header(header)
-    try:
-        samples = _samples.decode(sample_bytes)
-    except _samples.WireError as exc:
-        raise _not_pprof(f"sample: {exc}") from None
     return RawProfile(header, samples)
 
 
@@ -319,7 +314,9 @@ def _check_values(parsed: RawProfile, what: str = "") -> None:
 
 def _check_samples(parsed: RawProfile, location_ids: list[int]) -> None:
     _check_values(parsed)
-    _remap_ids(parsed.samples.ids, location_ids, list(range(1, len(location_ids) + 1)), "")
+    ids = parsed.samples.ids
+    old, new = _id_map(location_ids, range(1, len(location_ids) + 1))
+    _check_ids(_samples.remap(ids, old, new, np.empty(len(ids), np.uint32)))
     n = len(parsed.header.string_table)
     for labels in parsed.samples.labels.values():
         for data in labels:
@@ -333,47 +330,20 @@ def _check_samples(parsed: RawProfile, location_ids: list[int]) -> None:
                     raise _bad(f"{what}: string index {idx} out of range (table has {n})")
 
 
+def _id_map(old: Iterable[int], new: Iterable[int]) -> tuple[NDArray[np.uint64], NDArray[np.uint32]]:
+    return np.fromiter(old, np.uint64), np.fromiter(new, np.uint32)
+
+
+def _check_ids(missing: NDArray[np.uint64], what: str = "") -> None:
+    if len(missing):
+        raise _bad(f"{what}samples refer to missing location(s) {missing[:5].tolist()}")
+
+
 def _parse_label(data: bytes) -> Label:
     try:
         return Label.FromString(data)
     except DecodeError as exc:
         raise _not_pprof(f"label: {exc}") from None
-
-
-_UIds = NDArray[np.unsignedinteger]
-
-
-def _remap_ids(
-    ids: NDArray[np.unsignedinteger], old: list[int], new: list[int], what: str
-) -> NDArray[np.unsignedinteger]:
-    """``ids`` through the mapping ``old[k] -> new[k]``; an id not in ``old`` is an error."""
-    top = max(new, default=0)
-    dtype = np.uint16 if top < 1 << 16 else np.uint32
-    if not len(ids):
-        return np.zeros(0, dtype)
-    biggest = int(ids.max())
-    keys = np.array(old, np.uint64)
-    out: _UIds
-    if biggest < 4 * len(old) + (1 << 20):  # dense ids (the usual 1..n): a lookup table
-        lut = np.zeros(biggest + 1, dtype)
-        small = keys[keys <= np.uint64(biggest)]
-        lut[small.astype(np.int64)] = np.array(new, dtype)[keys <= np.uint64(biggest)]
-        out = cast(_UIds, _samples.gather(lut, ids))
-        missing = out == 0
-    else:
-        order = np.argsort(keys)
-        skeys = keys[order]
-        pos = np.minimum(np.searchsorted(skeys, ids), max(len(skeys) - 1, 0))
-        if not len(skeys):
-            missing = np.ones(len(ids), np.bool_)
-            out = np.zeros(len(ids), dtype)
-        else:
-            missing = skeys[pos] != ids
-            out = cast(_UIds, np.array(new, dtype)[order][pos])
-    if missing.any():
-        bad = sorted(set(ids[missing].tolist()))[:5]
-        raise _bad(f"{what}samples refer to missing location(s) {bad}")
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -533,8 +503,9 @@ def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, 
     mappings: list[Mapping] = []
     location_keys: dict[tuple[object, ...], int] = {}
     locations: list[tuple[int, int, tuple[tuple[int, int, int], ...], bool]] = []
-    parts: list[_samples.Part] = []
-    labelled: dict[tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]], NDArray[np.int64]] = {}
+    lmaps: list[dict[int, int]] = []
+    sidxs: list[list[int]] = []
+    labelled: dict[LabelledKey, NDArray[np.int64]] = {}
     comments: list[int] = []
     time_nanos = 0
     duration = 0
@@ -620,8 +591,15 @@ def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, 
         except (KeyError, IndexError) as exc:
             raise _bad(f"profile {pi}: dangling index {exc}") from None
 
-        part, lab = _prepare_samples(parsed[pi], pi, lmap, factors[pi], nt, sidx)
-        parts.append(part)
+        lmaps.append(lmap)
+        sidxs.append(sidx)
+
+    stacks = _samples.Stacks.allocate([p.samples for p in parsed], nt)
+
+    def prepare(k: int) -> list[tuple[LabelledKey, NDArray[np.int64]]]:
+        return _prepare_samples(stacks, k, parsed[k], lmaps[k], factors[k], sidxs[k])
+
+    for lab in _samples.parallel_map(prepare, range(len(parsed))):
         for key, vals in lab:
             cur = labelled.get(key)
             labelled[key] = vals if cur is None else cur + vals
@@ -656,7 +634,7 @@ def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, 
     )
     out.string_table.extend(strings)
     t = _samples.phase("tables+remap", t)
-    section = _samples.merge_parts(parts, len(locations), nt)
+    section = _samples.merge(stacks, len(locations))
     if labelled:
         extra = Profile()
         for (locs, labels), total in labelled.items():
@@ -668,39 +646,38 @@ def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, 
     return out, section
 
 
+LabelledKey = tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]]
+
+
 def _prepare_samples(
+    stacks: _samples.Stacks,
+    k: int,
     parsed: RawProfile,
-    pi: int,
     lmap: dict[int, int],
     scale: list[int],
-    nt: int,
     sidx: list[int],
-) -> tuple[_samples.Part, list[tuple[tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]], Any]]]:
-    """One profile's samples with merged location ids and scaled values; labelled ones apart."""
+) -> list[tuple[LabelledKey, NDArray[np.int64]]]:
+    """Profile ``k``'s samples into ``stacks`` with merged location ids and scaled values. Labelled
+    samples are merged apart: returned as (stack and labels, values), their values in ``stacks``
+    zeroed."""
     s = parsed.samples
-    _check_values(parsed, f"profile {pi}: ")
-    ids = _remap_ids(s.ids, list(lmap), list(lmap.values()), f"profile {pi}: ")
-    values = s.values.view(np.int64).reshape(len(s), nt)
-    if any(f != 1 for f in scale):
-        values = values * np.array(scale, np.int64)
-    counts = s.counts
-    lab: list[tuple[tuple[tuple[int, ...], tuple[tuple[int, int, int, int], ...]], Any]] = []
-    if s.labels:
-        offsets = s.offsets
-        which = np.array(sorted(s.labels), np.int64)
-        try:
-            for i in which.tolist():
-                locs = tuple(ids[offsets[i] : offsets[i + 1]].tolist())
-                labels = _label_key([_parse_label(b) for b in s.labels[i]], sidx)
-                lab.append(((locs, labels), values[i].copy()))
-        except IndexError as exc:
-            raise _bad(f"profile {pi}: label refers to a missing string {exc}") from None
-        keep = np.ones(len(s), np.bool_)
-        keep[which] = False
-        ids = ids[np.repeat(keep, counts)]
-        counts = counts[keep]
-        values = values[keep]
-    return _samples.Part(ids, counts, values), lab
+    _check_values(parsed, f"profile {k}: ")
+    old, new = _id_map(lmap, lmap.values())
+    _check_ids(stacks.fill(k, s, old, new, scale), f"profile {k}: ")
+    lab: list[tuple[LabelledKey, NDArray[np.int64]]] = []
+    if not s.labels:
+        return lab
+    first = int(stacks.bounds[k])
+    values = stacks.values[first : int(stacks.bounds[k + 1])]
+    try:
+        for i in sorted(s.labels):
+            ids = stacks.ids[stacks.offsets[first + i] : stacks.offsets[first + i + 1]]
+            labels = _label_key([_parse_label(b) for b in s.labels[i]], sidx)
+            lab.append(((tuple(ids.tolist()), labels), values[i].copy()))
+            values[i] = 0
+    except IndexError as exc:
+        raise _bad(f"profile {k}: label refers to a missing string {exc}") from None
+    return lab
 
 
 def _label_key(labels: Iterable[object], sidx: list[int]) -> tuple[tuple[int, int, int, int], ...]:
