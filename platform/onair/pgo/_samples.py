@@ -427,15 +427,31 @@ def _same_stack(ids, offsets, a, b):  # type: ignore[no-untyped-def]
 
 
 @kernel
-def _group(keys, bits, ids, offsets, values):  # type: ignore[no-untyped-def]
-    """Group samples by stack, given their sorted keys (see :func:`_stack_keys`). Within a run of
-    equal hashes every sample is compared id by id with the distinct stacks before it in the run, so
-    the result does not depend on the hash. Returns the first sample of each group (ascending: the
-    order of first appearance) and the groups' summed values, groups whose sums are all zero left out."""
+def _split_by_hash(keys, part_bits, out, bounds):  # type: ignore[no-untyped-def]
+    """Copy ``keys`` to ``out`` in ``2**part_bits`` parts by their top bits (the hash), ``bounds``
+    giving where each part starts: parts can be sorted and grouped apart."""
+    shift = np.uint64(64 - part_bits)
+    at = np.zeros(len(bounds), np.int64)
+    for key in keys:
+        at[0 if part_bits == 0 else np.int64(key >> shift)] += 1
+    bounds[0] = 0
+    bounds[1:] = np.cumsum(at[:-1])
+    at[:] = bounds
+    for key in keys:
+        p = 0 if part_bits == 0 else np.int64(key >> shift)
+        out[at[p]] = key
+        at[p] += 1
+
+
+@kernel
+def _link_duplicates(keys, bits, ids, offsets, first):  # type: ignore[no-untyped-def]
+    """For sorted keys (see :func:`_stack_keys`): ``first[i] = j`` when sample ``j < i`` is the first
+    with the same stack as sample ``i``. Within a run of equal hashes every sample is compared id by
+    id with the distinct stacks before it in the run, so the result does not depend on the hash.
+    Returns the number of samples linked."""
     n = len(keys)
     low = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
-    first = np.arange(n)  # the first sample with the same stack
-    distinct = n
+    linked = 0
     k = 0
     while k < n:
         r = k + 1
@@ -447,16 +463,23 @@ def _group(keys, bits, ids, offsets, values):  # type: ignore[no-untyped-def]
                 f = np.int64(keys[b] & low)
                 if first[f] == f and _same_stack(ids, offsets, m, f):
                     first[m] = f
-                    distinct -= 1
+                    linked += 1
                     break
         k = r
-    # Sums in order of first appearance; first[i] is overwritten with its group's number once i is
-    # passed (later members read their group from first[first[i]]).
+    return linked
+
+
+@kernel
+def _sum_groups(first, groups, values):  # type: ignore[no-untyped-def]
+    """The first sample of each group (ascending: the order of first appearance) and the groups'
+    summed values, groups whose sums are all zero left out. ``first`` (see :func:`_link_duplicates`)
+    is overwritten: once sample ``i`` is passed, ``first[i]`` is its group's number if ``i`` is the
+    first of its group (later members read their group from ``first[first[i]]``)."""
     nt = values.shape[1]
-    reps = np.empty(distinct, np.int64)
-    sums = np.zeros((distinct, nt), np.int64)
+    reps = np.empty(groups, np.int64)
+    sums = np.zeros((groups, nt), np.int64)
     g = 0
-    for i in range(n):
+    for i in range(len(first)):
         j = first[i]
         if j == i:
             reps[g] = i
@@ -467,7 +490,7 @@ def _group(keys, bits, ids, offsets, values):  # type: ignore[no-untyped-def]
         for c in range(nt):
             sums[gi, c] += values[i, c]
     keep = 0
-    for g in range(distinct):
+    for g in range(groups):
         nonzero = False
         for c in range(nt):
             nonzero |= sums[g, c] != 0
@@ -475,7 +498,7 @@ def _group(keys, bits, ids, offsets, values):  # type: ignore[no-untyped-def]
             reps[keep] = reps[g]
             sums[keep] = sums[g]
             keep += 1
-    return reps[:keep].copy(), sums[:keep].copy()
+    return reps[:keep], sums[:keep]
 
 
 @kernel
@@ -532,41 +555,56 @@ def _encode(reps, sums, ids, offsets, sizes_only, starts, out):  # type: ignore[
 HASH_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-def _sorted_keys(stacks: Stacks, n_locations: int, bits: int) -> U64:
-    """The stack keys of all samples (:func:`_stack_keys`, one profile per thread), sorted."""
+def _group(stacks: Stacks, n_locations: int) -> tuple[I64, I64]:
+    """Group the samples by stack: :func:`_sum_groups`. Hashes are computed one profile per thread,
+    then split by their top bits into one part per thread, each sorted and linked apart."""
+    total = len(stacks.values)
+    bits = max(1, total.bit_length())
     rng = np.random.default_rng(0x5EED)
     table = rng.integers(0, 1 << 63, n_locations + 1, dtype=np.uint64, endpoint=True) | np.uint64(1)
-    keys = np.empty(len(stacks.values), np.uint64)
+    keys = np.empty(total, np.uint64)
     bounds = stacks.bounds.tolist()
     t = time.perf_counter()
 
-    def hash_profile(k: int) -> None:
+    def hash_profile(k: int, keys: U64 = keys) -> None:
         lo, hi = bounds[k], bounds[k + 1]
         _stack_keys(stacks.ids, stacks.offsets, lo, hi, table, HASH_MASK, bits, keys[lo:hi])
 
     for _ in parallel_map(hash_profile, range(len(bounds) - 1)):
         pass
     t = phase("hash", t)
-    keys.sort()
-    phase("sort", t)
-    return keys
-
-
-def merge(stacks: Stacks, n_locations: int) -> bytes:
-    """Sum the values of identical stacks; the merged samples as ``Profile.sample`` records (groups
-    whose sums are all zero dropped), in order of first appearance."""
-    total = len(stacks.values)
-    if total == 0:
-        return b""
-    bits = max(1, total.bit_length())
-    keys = _sorted_keys(stacks, n_locations, bits)
-    t = time.perf_counter()
-    reps, sums = _group(keys, bits, stacks.ids, stacks.offsets, stacks.values)
+    part_bits = workers().bit_length() - 1
+    n_parts = 1 << part_bits
+    parts = np.empty_like(keys)
+    pb = np.empty(n_parts + 1, np.int64)
+    _split_by_hash(keys, part_bits, parts, pb)
     del keys
-    t = phase("group", t)
+    first = np.arange(total)
+
+    def link(k: int, parts: U64 = parts) -> int:
+        part = parts[pb[k] : pb[k + 1]]
+        part.sort()
+        return int(_link_duplicates(part, bits, stacks.ids, stacks.offsets, first))
+
+    linked = sum(parallel_map(link, range(n_parts)))
+    del parts
+    t = phase("sort+link", t)
+    reps, sums = _sum_groups(first, total - linked, stacks.values)
+    phase("sum", t)
+    return reps, sums
+
+
+def merge(stacks: Stacks, n_locations: int, head: bytes = b"") -> bytes:
+    """Sum the values of identical stacks; the merged samples as ``Profile.sample`` records (groups
+    whose sums are all zero dropped), in order of first appearance, after ``head``."""
+    if len(stacks.values) == 0:
+        return head
+    reps, sums = _group(stacks, n_locations)
+    t = time.perf_counter()
     # Two passes over the groups, in a few chunks on threads: record sizes, then the records.
     chunks = np.linspace(0, len(reps), 4 * workers() + 1).astype(np.int64).tolist()
     starts = np.zeros(len(reps) + 1, np.int64)
+    starts[0] = len(head)
     out = np.zeros(0, np.uint8)
 
     def encode(k: int, sizes_only: bool) -> None:
@@ -578,6 +616,7 @@ def merge(stacks: Stacks, n_locations: int) -> bytes:
         pass
     np.cumsum(starts, out=starts)
     out = np.empty(int(starts[-1]), np.uint8)
+    out[: len(head)] = np.frombuffer(head, np.uint8)
     for _ in parallel_map(lambda k: encode(k, False), range(len(chunks) - 1)):
         pass
     phase("encode", t)
@@ -586,4 +625,13 @@ def merge(stacks: Stacks, n_locations: int) -> bytes:
 
 def kernels() -> list[Any]:
     """The compiled kernels (for tests and the warm-up)."""
-    return [_split_profile, _walk_samples, _remap, _stack_keys, _group, _encode]
+    return [
+        _split_profile,
+        _walk_samples,
+        _remap,
+        _stack_keys,
+        _split_by_hash,
+        _link_duplicates,
+        _sum_groups,
+        _encode,
+    ]

@@ -426,8 +426,7 @@ def merge(profiles: Sequence[AnyProfile], *, comment: str | None = None) -> Prof
 
 def merge_serialized(profiles: Sequence[AnyProfile], *, comment: str | None = None) -> bytes:
     """:func:`merge`, returned serialised (not compressed): no message is built per sample."""
-    out, section = _merge(profiles, comment)
-    return out.SerializeToString() + section
+    return _merge(profiles, comment, head=True)[1]
 
 
 def merge_gzip(profiles: Sequence[AnyProfile], *, comment: str | None = None, level: int = 1) -> bytes:
@@ -451,8 +450,10 @@ def gzip_members(data: bytes, *, level: int = 1) -> bytes:
     return b"".join(_samples.parallel_map(lambda c: gzip.compress(c, compresslevel=level, mtime=0), chunks))
 
 
-def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, bytes]:
-    """Merge profiles into one, like ``go tool pprof -proto a b ...``.
+def _merge(inputs: Sequence[AnyProfile], comment: str | None, *, head: bool = False) -> tuple[Profile, bytes]:
+    """Merge profiles into one, like ``go tool pprof -proto a b ...``: the merged profile without its
+    samples, and the samples serialised (preceded by that profile serialised, with ``head``: the
+    whole result in one buffer).
 
     Functions, mappings and locations are identified by content (not by their ids), identical stacks
     (same locations and labels) have their values summed, zero samples are dropped. Sample types must
@@ -594,6 +595,7 @@ def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, 
         lmaps.append(lmap)
         sidxs.append(sidx)
 
+    t = _samples.phase("tables", t)
     stacks = _samples.Stacks.allocate([p.samples for p in parsed], nt)
 
     def prepare(k: int) -> list[tuple[LabelledKey, NDArray[np.int64]]]:
@@ -604,7 +606,7 @@ def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, 
             cur = labelled.get(key)
             labelled[key] = vals if cur is None else cur + vals
 
-    t = _samples.phase("tables+remap", t)
+    t = _samples.phase("remap", t)
     out = Profile()
     out.sample_type.extend(ValueType(type=intern(t), unit=intern(u)) for t, u in out_types)
     if out_period_type is not None:
@@ -633,8 +635,8 @@ def _merge(inputs: Sequence[AnyProfile], comment: str | None) -> tuple[Profile, 
         for i, (mid, addr, lines, folded) in enumerate(locations, 1)
     )
     out.string_table.extend(strings)
-    t = _samples.phase("tables+remap", t)
-    section = _samples.merge(stacks, len(locations))
+    _samples.phase("tables", t)
+    section = _samples.merge(stacks, len(locations), out.SerializeToString() if head else b"")
     if labelled:
         extra = Profile()
         for (locs, labels), total in labelled.items():
