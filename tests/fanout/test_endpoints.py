@@ -293,3 +293,52 @@ async def test_sse_stream_pusher_hands_blocked_sends_back_in_order() -> None:
     for got in bodies:
         assert b"".join(got) == expected
     assert log.waiting == 0 and not _Pusher._all
+
+
+async def test_sse_stream_pusher_sweep_delivers_what_arrives_mid_sweep_to_every_connection() -> None:
+    """The pusher lets the loop run every YIELD_EVERY connections of a sweep and goes on with the
+    new head; the connections it had already passed still get the newer entries (another sweep
+    follows), even if nothing else is ever published."""
+    from onair.fanout import sse
+
+    log: FanoutLog[int] = FanoutLog(64, name="test-sweep")
+    scope = {"type": "http", "method": "GET", "path": "/sse/x"}
+    done = asyncio.Event()
+    n_conns = 3 * sse.YIELD_EVERY + 7
+
+    async def receive() -> dict[str, Any]:
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    bodies: list[list[bytes]] = [[] for _ in range(n_conns)]
+    publish_mid_sweep = [True]
+
+    def sender(i: int) -> Any:
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message["body"]:
+                bodies[i].append(message["body"])
+                if i == sse.YIELD_EVERY - 1 and publish_mid_sweep[0]:
+                    publish_mid_sweep[0] = False
+                    # published while the sweep goes on: seen after the next yield
+                    asyncio.get_running_loop().call_soon(log.publish, 2)
+
+        return send
+
+    def encode(n: int) -> bytes:  # one function: one encoded view, one pusher for all
+        return b"data: %d\n\n" % n
+
+    tasks = [
+        asyncio.create_task(
+            sse.SSEStream(log.subscribe(), encode=encode, heartbeat_s=0)(scope, receive, sender(i))
+        )
+        for i in range(n_conns)
+    ]
+    await asyncio.sleep(0.01)
+    log.publish(1)
+    expected = b"data: 1\n\ndata: 2\n\n"
+    await until(lambda: all(b"".join(b) == expected for b in bodies), within=5)
+    assert not publish_mid_sweep[0]
+    # the connections after the mid-sweep publish got both entries in one write
+    assert any(len(b) == 1 for b in bodies) and any(len(b) == 2 for b in bodies)
+    log.close()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)

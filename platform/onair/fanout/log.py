@@ -10,18 +10,20 @@ Two traps of the original design are avoided by construction:
 
 * **Lost wake-up.** A reader decides to wait only after comparing its cursor with the head, and
   registers its waiter in the same synchronous step (no ``await`` in between). ``publish`` bumps
-  the head and resolves every registered waiter in one synchronous step too. On one event loop
+  the head and takes every registered waiter (to resume it) in one synchronous step too. On one event loop
   nothing can run between the check and the registration, so a wake-up cannot fall in a crack and
   no periodic re-broadcast timer is needed.
 * **Silent gap.** A reader whose cursor is older than the oldest retained entry gets an explicit
   ``Gap(missed=n)`` with the exact number of entries it lost, then resumes at the oldest retained
   entry.
 
-Each parked reader waits on its own future, registered in the log's waiter table; ``publish``
-swaps the table for an empty one and resolves the futures it held (what ``asyncio.Event`` does,
-without its per-wait coroutine). A single future shared by all readers would be cheaper by a hair,
-but cancelling any one waiting task cancels the future it awaits, which would throw
-``CancelledError`` into every other reader; a per-reader future makes cancellation local.
+Each parked reader waits on its own :class:`Waiter`, registered in the log's waiter table;
+``publish`` swaps the table for an empty one and schedules **one** loop callback that resumes every
+waiter it held. A waiter is an ``asyncio.Future`` that keeps its task's wake-up for the log to run:
+with plain futures (what ``asyncio.Event`` and ``Condition`` use) each wake-up would schedule one
+callback handle, with its argument tuple, per reader. A single future shared by all readers would
+be cheaper still, but cancelling any one waiting task cancels the future it awaits, which would
+throw ``CancelledError`` into every other reader; a per-reader waiter keeps cancellation local.
 
 The log is bound to one event loop and is not thread-safe; call ``publish`` from the loop (use
 ``loop.call_soon_threadsafe(log.publish, item)`` from another thread).
@@ -30,6 +32,7 @@ The log is bound to one event loop and is not thread-safe; call ``publish`` from
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -95,7 +98,7 @@ class FanoutLog(Generic[T]):
         self._closed = False
         # Parked readers, one future each. A future cancelled with its task (or resolved by
         # sub.close()) stays until the next wake-up swaps the table, or a purge when it grows.
-        self._waiters: list[asyncio.Future[bool]] = []
+        self._waiters: list[Waiter | None] = []  # the list _resume_all empties slot by slot
         self._purge_at = 64
         self._n_subs = 0
         self._views: dict[tuple[object, object], EncodedView[Any]] = {}
@@ -132,7 +135,7 @@ class FanoutLog(Generic[T]):
     @property
     def waiting(self) -> int:
         """Readers currently parked waiting for the next entry."""
-        return sum(1 for fut in self._waiters if not fut.done())
+        return sum(1 for w in self._waiters if w is not None and not w.done())
 
     def __len__(self) -> int:
         return self._head - self.tail
@@ -199,9 +202,9 @@ class FanoutLog(Generic[T]):
 
     def _wake(self, more: bool = True) -> None:
         waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(more)
+        first = waiters[0] if waiters else None
+        if first is not None:
+            first.get_loop().call_soon(_resume_all, waiters, more)  # one handle however many readers
 
     # -- readers -------------------------------------------------------------------------------
     def subscribe(self, *, start: Literal["new", "oldest"] | int = "new", last: int = 0) -> Subscription[T]:
@@ -220,37 +223,35 @@ class FanoutLog(Generic[T]):
         self._n_subs += 1
         return Subscription(self, cursor)
 
-    def _park(self) -> asyncio.Future[bool]:
+    def _park(self) -> Waiter:
         waiters = self._waiters
-        if len(waiters) >= self._purge_at:  # readers cancelled while parked: drop their futures
-            self._waiters = waiters = [f for f in waiters if not f.done()]
+        if len(waiters) >= self._purge_at:  # readers cancelled while parked: drop their waiters
+            self._waiters = waiters = [w for w in waiters if w is not None and not w.done()]
             self._purge_at = max(64, 2 * len(waiters))
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        waiters.append(fut)
-        return fut
+        waiter = Waiter(asyncio.get_running_loop())
+        waiters.append(waiter)
+        return waiter
 
 
 class Subscription(Generic[T]):
-    """A reader of a :class:`FanoutLog`: its whole state is a cursor and two counters.
+    """A reader of a :class:`FanoutLog`: its whole state is a cursor (and its losses, if any).
 
     Iterate with ``async for item in sub``; items are ``T`` or :class:`Gap`. Iteration ends after
     the log is closed and the retained entries are read, or after ``sub.close()``.
     """
 
-    __slots__ = ("_closed", "_cursor", "_log", "_parked", "_rep_cursor", "_start", "gaps", "missed")
+    __slots__ = ("_closed", "_cursor", "_log", "_losses", "_parked", "_rep_cursor")
 
     def __init__(self, log: FanoutLog[T], cursor: int) -> None:
         self._log = log
         self._cursor = cursor
-        self._start = cursor
         self._closed = False
-        self._parked: asyncio.Future[bool] | None = None
+        self._parked: Waiter | None = None
         # Cursor as of the last report: everything between it and the cursor was delivered (a
         # skip reports first, then moves both). It refers to the cursor's int, usually the log's
         # head shared by every reader, so a parked reader keeps no int of its own for this.
         self._rep_cursor = cursor
-        self.gaps = 0
-        self.missed = 0
+        self._losses: tuple[int, int] | None = None  # (gaps, entries missed), after the first loss
 
     @property
     def log(self) -> FanoutLog[T]:
@@ -267,8 +268,14 @@ class Subscription(Generic[T]):
         return self._log._head - self._cursor
 
     @property
-    def delivered(self) -> int:
-        return self._cursor - self._start - self.missed
+    def gaps(self) -> int:
+        """Gaps this reader got (fell behind the window, or skipped by a slow-client policy)."""
+        return self._losses[0] if self._losses else 0
+
+    @property
+    def missed(self) -> int:
+        """Entries this reader lost in those gaps."""
+        return self._losses[1] if self._losses else 0
 
     @property
     def closed(self) -> bool:
@@ -356,7 +363,7 @@ class Subscription(Generic[T]):
         """Await until an entry (or gap) may be ready: ``True``; ``False`` once the subscription ended.
 
         A plain method returning an awaitable: a reader with something to read does not suspend,
-        and a parked reader holds one future and nothing else.
+        and a parked reader holds one :class:`Waiter` and nothing else.
         """
         log = self._log
         if self._closed:
@@ -366,8 +373,8 @@ class Subscription(Generic[T]):
         if log._closed:
             return _FALSE
         self._report()
-        fut = self._parked = log._park()
-        return fut
+        waiter = self._parked = log._park()
+        return waiter
 
     def drain_encoded(self, view: EncodedView[E], limit: int) -> tuple[Gap | None, list[E]]:
         """Like :meth:`drain` but the encoded entries of ``view``: ``(gap, [])`` if this reader
@@ -406,25 +413,24 @@ class Subscription(Generic[T]):
                 raise StopAsyncIteration
 
     def _skip_to(self, tail: int) -> Gap:
-        self._report()
         missed = tail - self._cursor
-        self._cursor = self._rep_cursor = tail
-        self.gaps += 1
-        self.missed += missed
+        self._lose(missed)
+        return Gap(missed, "behind")
+
+    def _lose(self, missed: int) -> None:
+        """Move the cursor ``missed`` entries forward without delivering them; count one gap."""
+        self._report()
+        self._cursor = self._rep_cursor = self._cursor + missed
+        gaps, lost = self._losses or (0, 0)
+        self._losses = (gaps + 1, lost + missed)
         self._log.gaps_behind += 1
         self._log.missed_behind += missed
-        return Gap(missed, "behind")
 
     def skip_to_head(self) -> int:
         """Drop everything not read yet (a slow-client policy); return how many entries were skipped."""
         skipped = self._log._head - self._cursor
         if skipped > 0:
-            self._report()
-            self._cursor = self._rep_cursor = self._log._head
-            self.gaps += 1
-            self.missed += skipped
-            self._log.gaps_behind += 1
-            self._log.missed_behind += skipped
+            self._lose(skipped)
         return max(0, skipped)
 
     def close(self) -> None:
@@ -434,11 +440,11 @@ class Subscription(Generic[T]):
         self._report()
         self._closed = True
         self._log._n_subs -= 1
-        fut = self._parked
-        if fut is not None:  # wake only the reader parked on this subscription
+        waiter = self._parked
+        if waiter is not None:  # wake only the reader parked on this subscription
             self._parked = None
-            if not fut.done():
-                fut.set_result(False)
+            if not waiter.done():
+                waiter.set_result(False)
 
     def __enter__(self) -> Subscription[T]:
         return self
@@ -467,6 +473,89 @@ class EncodedView(Generic[E]):
 
     def encode_entry(self, item: Any) -> E:
         return self.encode_gap(item) if isinstance(item, Gap) else self.encode(item)
+
+
+class Waiter(asyncio.Future[bool]):
+    """The future a parked reader awaits: resolved once with ``True`` (entries may be ready) or
+    ``False`` (the subscription or the log ended), or cancelled with the reader's task.
+
+    An ``asyncio.Future`` in every respect (tasks, ``wait_for``, ``gather``, ``shield`` and
+    ``wait`` take it as one) except that it keeps its first done-callback - the wake-up of the task
+    that awaits it - for the log to run: the log resumes all the readers of one wake-up from a
+    single loop callback (:func:`_resume_all`) where a plain future would schedule one handle per
+    reader. Further callbacks (``wait_for``'s, ``gather``'s) are the future's own, scheduled as
+    usual. Not thread-safe, like the log.
+    """
+
+    __slots__ = ("_wake_cb", "_wake_ctx")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self._wake_cb: Callable[[Any], object] | None = None
+        self._wake_ctx: contextvars.Context | None = None
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
+    ) -> None:
+        if self._wake_cb is None and not self.done():
+            self._wake_cb, self._wake_ctx = fn, context
+        else:
+            super().add_done_callback(fn, context=context)
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        removed = super().remove_done_callback(fn)
+        if self._wake_cb is not None and self._wake_cb == fn:
+            self._wake_cb = self._wake_ctx = None
+            removed += 1
+        return removed
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        self._schedule_wake()
+        return True
+
+    def set_result(self, result: bool) -> None:
+        """Resolve this waiter alone (its callbacks run on the next loop iteration)."""
+        super().set_result(result)
+        self._schedule_wake()
+
+    def _schedule_wake(self) -> None:
+        fn, ctx = self._wake_cb, self._wake_ctx
+        if fn is not None:
+            self._wake_cb = self._wake_ctx = None
+            self.get_loop().call_soon(fn, self, context=ctx)
+
+
+def _resume_all(slots: list[Waiter | None], more: bool) -> None:
+    """Resolve the waiters of one wake-up and run their tasks' wake-ups here, in one loop callback.
+
+    What one ``call_soon`` handle per future would do: a wake-up that raises is reported to the
+    loop's exception handler and the others still run; on ``KeyboardInterrupt`` or ``SystemExit``
+    the rest is rescheduled before the exception propagates."""
+    for i in range(len(slots)):
+        waiter = slots[i]
+        slots[i] = None  # a resumed reader parks on a new waiter: the old one goes now, not at the end
+        if waiter is None or waiter.done():  # cancelled, or resolved alone (sub.close()) meanwhile
+            continue
+        fn, ctx = waiter._wake_cb, waiter._wake_ctx
+        waiter._wake_cb = waiter._wake_ctx = None
+        asyncio.Future.set_result(waiter, more)  # schedules only the future's own extra callbacks
+        if fn is None:
+            continue
+        try:
+            if ctx is None:
+                fn(waiter)
+            else:
+                ctx.run(fn, waiter)
+        except (SystemExit, KeyboardInterrupt):
+            if i + 1 < len(slots):
+                waiter.get_loop().call_soon(_resume_all, slots[i + 1 :], more)
+            raise
+        except BaseException as exc:
+            waiter.get_loop().call_exception_handler(
+                {"message": "exception in a fan-out reader's wake-up", "exception": exc, "future": waiter}
+            )
 
 
 class _Immediate:

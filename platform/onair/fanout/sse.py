@@ -32,7 +32,7 @@ from sse_starlette import EventSourceResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from onair.fanout import metrics
-from onair.fanout.log import EncodedView, FanoutLog, Gap, Subscription
+from onair.fanout.log import EncodedView, FanoutLog, Gap, Subscription, Waiter
 
 T = TypeVar("T")
 SlowClientPolicy = Literal["skip", "disconnect"]
@@ -290,6 +290,10 @@ class _Conn:
         self.release()
 
 
+#: A pusher lets the event loop run after this many connections of a sweep (see ``_Pusher.run``).
+YIELD_EVERY = 50
+
+
 class _Pusher:
     """One task per (log, encoded view) that writes each wake-up's frames to every caught-up connection.
 
@@ -313,7 +317,7 @@ class _Pusher:
         self.log = log
         self.view = view
         self.conns: dict[_Conn, None] = {}
-        self.parked: asyncio.Future[bool] | None = None
+        self.parked: Waiter | None = None
         self.task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -341,16 +345,29 @@ class _Pusher:
         cap = log.capacity
         buf = view.buf
         now = asyncio.get_running_loop().time
+        swept = log.head  # every connection of the last sweep got at least up to this head
         try:
             while conns and not log.closed:
-                fut = self.parked = log._park()
-                more = await fut
-                self.parked = None
-                if not more or log.closed:
-                    break
-                head = log.head
+                if log.head == swept:  # nothing new since the last sweep: park until a publish
+                    waiter = self.parked = log._park()
+                    more = await waiter
+                    self.parked = None
+                    if not more or log.closed:
+                        break
+                # One sweep over the connections. Every YIELD_EVERY connections the loop gets a
+                # turn (NATS messages are read and published meanwhile) and the sweep goes on with
+                # the new head: a message waits for its connection's next turn, at most one
+                # sweep, instead of the end of the current sweep and then its turn in the next.
+                head = swept = log.head
                 bodies: dict[int, bytes] = {}
-                for conn in list(conns):
+                for i, conn in enumerate(list(conns)):
+                    if i and i % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+                        if log.closed:
+                            break
+                        if log.head != head:  # (the connections already passed get it next sweep)
+                            head = log.head
+                            bodies.clear()
                     if conn.pusher is not self:
                         continue
                     sub = conn.sub
@@ -366,7 +383,7 @@ class _Pusher:
                     ):
                         conn.release()
                         continue
-                    # What drain_encoded(view, lag) would return, joined once per round for all
+                    # What drain_encoded(view, lag) would return, joined once per sweep for all
                     # the connections at the same cursor (normally all of them).
                     cursor = sub._cursor
                     body = bodies.get(cursor)
