@@ -12,6 +12,7 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER onair
 WORKDIR /home/onair
-ENV ONAIR_HOST=0.0.0.0 ONAIR_PORT=8000 PYTHONUNBUFFERED=1
+# numba caches the compiled pprof kernels here (site-packages is not writable for this user).
+ENV ONAIR_HOST=0.0.0.0 ONAIR_PORT=8000 PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=/home/onair/.cache/numba
 EXPOSE 8000
 ENTRYPOINT ["onair", "serve"]

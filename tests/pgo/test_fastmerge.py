@@ -241,3 +241,13 @@ def test_large_location_ids_take_the_long_varint_path() -> None:
     b = pprof.load_raw(build(stacks, [0, 0], offset=(1 << 40)), require_gzip=False)  # sparse ids
     assert a.samples.ids.max() > 100_000
     assert bag(pprof.merge([a, b])) == reference([stacks, stacks])
+
+
+def test_warm_up_compiles_every_kernel_a_merge_uses() -> None:
+    assert pprof.warm_up() >= 0
+    compiled = {k: set(k.signatures) for k in _samples.kernels()}
+    assert all(compiled.values())
+    a = pprof.loads((DATA / "a.pb.gz").read_bytes())
+    wide = build([(["f", "main"], [1, 10], {})], [0], offset=1 << 40)
+    pprof.merge_gzip([pprof.load_raw(pprof.dumps(a)), pprof.load_raw(wide, require_gzip=False)])
+    assert {k: set(k.signatures) for k in _samples.kernels()} == compiled

@@ -219,6 +219,8 @@ def _walk_samples(buf, spans, fill, id_off, value_counts, ids, values, labels): 
                 if wt != 2:
                     return ni, nv, nl, top, 7
                 if fill:
+                    if nl == len(labels):
+                        return ni, nv, nl, top, 5
                     labels[nl, 0] = i
                     labels[nl, 1] = start
                     labels[nl, 2] = pos
@@ -344,6 +346,8 @@ def _remap(ids, lut, keys, new, out):  # type: ignore[no-untyped-def]
 def remap(ids: UAny, old: U64, new: U32, out: U32) -> U64:
     """Write the new id of each of ``ids`` (``old[k] -> new[k]``, new ids > 0) to ``out``; return the
     ids not in ``old`` (empty if none)."""
+    if len(out) != len(ids):
+        raise ValueError("out must have one place per id")
     if not len(ids):
         return np.zeros(0, np.uint64)
     biggest = int(ids.max())

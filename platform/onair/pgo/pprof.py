@@ -54,6 +54,7 @@ __all__ = [
     "sample_types",
     "top_functions",
     "validate",
+    "warm_up",
 ]
 
 DEFAULT_MAX_BYTES = 64 << 20
@@ -743,6 +744,24 @@ def top_functions(profile: Profile, n: int = 20, index: int | None = None) -> li
     """The ``n`` functions with the largest flat value (ties broken by cumulative value)."""
     stats = function_totals(profile, index)
     return sorted(stats.values(), key=lambda s: (-s.flat, -s.cum, s.name))[:n]
+
+
+def warm_up() -> float:
+    """Compile every kernel of the codec and the merge (or load them from numba's on-disk cache,
+    ``NUMBA_CACHE_DIR``) by loading and merging two tiny profiles, one with small location ids and
+    one with ids wider than 32 bits; return the seconds it took. A long-running service calls it at
+    start-up, in a thread, so that its first request does not pay for the compilation."""
+    t = time.perf_counter()
+
+    def tiny(loc_id: int) -> bytes:
+        p = Profile(string_table=["", "samples", "count", "f"], sample_type=[ValueType(type=1, unit=2)])
+        p.function.add(id=1, name=3)
+        p.location.add(id=loc_id, line=[Line(function_id=1)])
+        p.sample.add(location_id=[loc_id, loc_id], value=[1])
+        return dumps(p, level=1)
+
+    merge_serialized([load_raw(tiny(1)), load_raw(tiny(1 << 40))])
+    return time.perf_counter() - t
 
 
 # Re-exported message types, for callers building profiles by hand.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -309,6 +310,13 @@ def _ms_path(value: str) -> int:
     return int(value)
 
 
+def _warm_up() -> None:
+    try:
+        log.info("pprof kernels ready", seconds=round(pprof.warm_up(), 3))
+    except Exception as exc:  # the first request compiles them instead
+        log.warning("pprof kernel warm-up failed", error=repr(exc))
+
+
 def create_app(settings: ProfstoreSettings | None = None, *, store: ProfileStore | None = None) -> FastAPI:
     """The profstore ASGI app (``onair serve profstore``); backend from ``ONAIR_PROFSTORE_BACKEND``."""
     settings = settings or ProfstoreSettings()
@@ -320,6 +328,8 @@ def create_app(settings: ProfstoreSettings | None = None, *, store: ProfileStore
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Compile the codec's kernels (or load numba's cache) now, not on the first upload or merge.
+        threading.Thread(target=_warm_up, name="profstore-jit-warmup", daemon=True).start()
         await ps.store.start()
         task = asyncio.create_task(ps.retention_loop(), name="profstore-retention")
         try:
