@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from onair.cli.main import app
-from onair.devstack import Devstack, DevstackError
+from onair.devstack import Devstack, DevstackError, temporary_stack
 from onair.devstack.process import alive
 
 
@@ -53,6 +53,28 @@ def _script(path: Path, body: str) -> Path:
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return path
+
+
+def test_temporary_stack_stops_what_it_started_and_only_that(tmp_path: Path) -> None:
+    # A throwaway stack: the server runs inside the block, and nothing is left afterwards.
+    with temporary_stack(("nats",)) as env:
+        port = int(env["ONAIR_NATS_URL"].rsplit(":", 1)[1])
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    # A developer's stack reused: its running Valkey survives, the NATS started here does not.
+    mine = Devstack(tmp_path, servers=("valkey",))
+    valkey = mine.up()["valkey"]
+    try:
+        with temporary_stack(("valkey", "nats"), root=tmp_path) as env:
+            assert env["ONAIR_VALKEY_URL"] == valkey.url
+            nats = {str(r["name"]): r for r in Devstack(tmp_path).status()}["nats"]
+            assert alive(int(str(nats["pid"])))
+        rows = {str(r["name"]): r for r in Devstack(tmp_path).status()}
+        assert rows["valkey"]["running"] and rows["valkey"]["pid"] == valkey.pid
+        assert not alive(int(str(nats["pid"])))
+    finally:
+        Devstack(tmp_path).down()
 
 
 def test_missing_binary_is_one_actionable_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

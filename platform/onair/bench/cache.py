@@ -48,8 +48,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Cached reads: Valkey commands, DB loads, latency, stale reads, invalidation delay."""
+        import contextlib
         import json
-        import tempfile
 
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
 
         from onair.cache.benchmark import STRATEGIES, BenchConfig, run, summary_json
         from onair.cli.common import fail
-        from onair.devstack import Devstack, DevstackError
+        from onair.devstack import DevstackError, temporary_stack
 
         chosen = tuple(s.strip() for s in strategies.split(",") if s.strip())
         unknown = [s for s in chosen if s not in STRATEGIES]
@@ -71,36 +71,26 @@ def register(app: typer.Typer) -> None:
             fail("--readers, --reads and --keys must be positive and --write-ratio in [0, 1)")
 
         console = Console(stderr=True)
-        stack: Devstack | None = None
-        stop_after = False
-        tmp_root: tempfile.TemporaryDirectory[str] | None = None
-        if valkey_url is None:
-            if root is None:
-                tmp_root = tempfile.TemporaryDirectory(prefix="onair-bench-cache-stack-")
-                root = Path(tmp_root.name)
-            stack = Devstack(root, servers=("valkey",))
-            try:
-                before = {str(s["name"]): bool(s["running"]) for s in stack.status()}
-                with console.status("starting Valkey (devstack)…"):
-                    state = stack.up()
-            except DevstackError as exc:
-                fail(str(exc))
-            stop_after = not before.get("valkey", False)
-            only_valkey = not before
-            valkey_url = state["valkey"].url
-        cfg = BenchConfig(
-            valkey_url=valkey_url,
-            readers=readers,
-            reads=reads,
-            keys=keys,
-            write_ratio=write_ratio,
-            zipf_s=zipf,
-            write_mode=write_mode,
-            seed=seed,
-            rate=rate,
-            strategies=chosen,
-        )
-        try:
+        with contextlib.ExitStack() as cleanup:
+            if valkey_url is None:
+                try:
+                    with console.status("starting Valkey (devstack)…"):
+                        env = cleanup.enter_context(temporary_stack(("valkey",), root=root))
+                except DevstackError as exc:
+                    fail(str(exc))
+                valkey_url = env["ONAIR_VALKEY_URL"]
+            cfg = BenchConfig(
+                valkey_url=valkey_url,
+                readers=readers,
+                reads=reads,
+                keys=keys,
+                write_ratio=write_ratio,
+                zipf_s=zipf,
+                write_mode=write_mode,
+                seed=seed,
+                rate=rate,
+                strategies=chosen,
+            )
             with Progress(
                 TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
             ) as progress:
@@ -110,14 +100,6 @@ def register(app: typer.Typer) -> None:
                     progress.update(task, description=msg, completed=done)
 
                 out = run(cfg, note)
-        finally:
-            if stack is not None and stop_after:
-                if only_valkey:
-                    stack.down()
-                else:
-                    stack.stop_server("valkey")
-            if tmp_root is not None:
-                tmp_root.cleanup()
 
         table = Table(
             "strategy",

@@ -40,7 +40,6 @@ import os
 import re
 import resource
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -661,16 +660,10 @@ def run_e2e(
 
     if nats_url:
         return run(nats_url)
-    from onair.devstack import Devstack
+    from onair.devstack import temporary_stack
 
-    with tempfile.TemporaryDirectory(prefix="onair-bench-fanout-") as root:
-        stack = Devstack(Path(root), servers=("nats",))
-        note("end to end: starting a NATS server (devstack)")
-        stack.up()
-        try:
-            return run(stack.env()["ONAIR_NATS_URL"])
-        finally:
-            stack.down()
+    with temporary_stack(("nats",), note=lambda m: note(f"end to end: {m}")) as env:
+        return run(env["ONAIR_NATS_URL"])
 
 
 def main(argv: list[str] | None = None) -> None:

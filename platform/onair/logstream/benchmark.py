@@ -11,6 +11,7 @@ produced events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -286,15 +287,13 @@ async def run_benchmark(
     batch_max: int,
     note: Note,
 ) -> dict[str, Any]:
-    stack = None
     workdir = Path(tempfile.mkdtemp(prefix="onair-bench-projection-"))
+    servers = contextlib.ExitStack()
     if bootstrap is None:
-        from onair.devstack import Devstack
+        from onair.devstack import temporary_stack
 
-        note("starting a Kafka-protocol broker (devstack)")
-        stack = Devstack(workdir / "devstack", servers=("kafka",))
-        await asyncio.to_thread(stack.up)
-        bootstrap = stack.env()["ONAIR_KAFKA_BOOTSTRAP"]
+        stack = temporary_stack(("kafka",), root=workdir / "devstack", note=note)
+        bootstrap = (await asyncio.to_thread(servers.enter_context, stack))["ONAIR_KAFKA_BOOTSTRAP"]
     kafka = KafkaClient(bootstrap, client_id="bench-projection")
     result: dict[str, Any] = {"events": events, "entities": entities, "partitions": partitions, "rate": rate}
     pg_db: str | None = None
@@ -346,8 +345,7 @@ async def run_benchmark(
         await kafka.close()
         if pg_db is not None and postgres_url:
             await drop_database(postgres_url, pg_db)
-        if stack is not None:
-            await asyncio.to_thread(stack.down)
+        await asyncio.to_thread(servers.close)
         shutil.rmtree(workdir, ignore_errors=True)
     return result
 
