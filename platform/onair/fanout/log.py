@@ -10,9 +10,9 @@ Two traps of the original design are avoided by construction:
 
 * **Lost wake-up.** A reader decides to wait only after comparing its cursor with the head, and
   registers its waiter in the same synchronous step (no ``await`` in between). ``publish`` bumps
-  the head and takes every registered waiter (to resume it) in one synchronous step too. On one event loop
-  nothing can run between the check and the registration, so a wake-up cannot fall in a crack and
-  no periodic re-broadcast timer is needed.
+  the head and takes every registered waiter (to resume it) in one synchronous step too. On one
+  event loop nothing can run between the check and the registration, so a wake-up cannot fall in
+  a crack and no periodic re-broadcast timer is needed.
 * **Silent gap.** A reader whose cursor is older than the oldest retained entry gets an explicit
   ``Gap(missed=n)`` with the exact number of entries it lost, then resumes at the oldest retained
   entry.
@@ -96,9 +96,10 @@ class FanoutLog(Generic[T]):
         self._buf: list[T | Gap | None] = [None] * capacity
         self._head = 0
         self._closed = False
-        # Parked readers, one future each. A future cancelled with its task (or resolved by
+        # Parked readers, one waiter each. A waiter cancelled with its task (or resolved by
         # sub.close()) stays until the next wake-up swaps the table, or a purge when it grows.
-        self._waiters: list[Waiter | None] = []  # the list _resume_all empties slot by slot
+        # (``None``: the table handed to _resume_all is emptied slot by slot.)
+        self._waiters: list[Waiter | None] = []
         self._purge_at = 64
         self._n_subs = 0
         self._views: dict[tuple[object, object], EncodedView[Any]] = {}

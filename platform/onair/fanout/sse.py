@@ -291,7 +291,7 @@ class _Conn:
 
 
 #: A pusher lets the event loop run after this many connections of a sweep (see ``_Pusher.run``).
-YIELD_EVERY = 50
+YIELD_EVERY = 25
 
 
 class _Pusher:
