@@ -627,6 +627,150 @@ def merge(stacks: Stacks, n_locations: int, head: bytes = b"") -> bytes:
     return out.tobytes()
 
 
+# --------------------------------------------------------------------------------------------------
+# Reading: function-name stacks and per-function totals
+
+
+@kernel
+def _name_frames(loc_index, offsets, loc_off, loc_names, sizes_only, out_off, out):  # type: ignore[no-untyped-def]
+    """Each sample's frames (function-name indices), root first: the names of its locations
+    (``loc_names[loc_off[l - 1]:loc_off[l]]``, leaf first, for location index ``l``) reversed. With
+    ``sizes_only`` only the cumulative counts go to ``out_off``."""
+    for i in range(len(offsets) - 1):
+        pos = out_off[i + 1] if not sizes_only else out_off[i]
+        for j in range(offsets[i], offsets[i + 1]):
+            loc = loc_index[j]
+            lo, hi = loc_off[loc - 1], loc_off[loc]
+            if sizes_only:
+                pos += hi - lo
+                continue
+            for q in range(lo, hi):
+                pos -= 1
+                out[pos] = loc_names[q]
+        if sizes_only:
+            out_off[i + 1] = pos
+
+
+def name_frames(
+    loc_index: U32, offsets: I64, loc_off: I64, loc_names: NDArray[np.int32]
+) -> tuple[NDArray[np.int32], I64]:
+    """:func:`_name_frames`: (frames, offsets). ``loc_index`` must be 1..len(loc_off) - 1."""
+    out_off = np.zeros(len(offsets), np.int64)
+    _name_frames(loc_index, offsets, loc_off, loc_names, True, out_off, np.zeros(0, np.int32))
+    out = np.empty(int(out_off[-1]), np.int32)
+    _name_frames(loc_index, offsets, loc_off, loc_names, False, out_off, out)
+    return out, out_off
+
+
+@kernel
+def _function_totals(frames, offsets, values, n_names, flat, cum, seen):  # type: ignore[no-untyped-def]
+    last = np.full(n_names, -1, np.int64)  # the last sample that counted each name
+    for i in range(len(values)):
+        v = values[i]
+        if v == 0 or offsets[i + 1] == offsets[i]:
+            continue
+        flat[frames[offsets[i + 1] - 1]] += v
+        for j in range(offsets[i], offsets[i + 1]):
+            f = frames[j]
+            if last[f] != i:
+                last[f] = i
+                cum[f] += v
+                seen[f] = True
+
+
+def function_totals(
+    frames: NDArray[np.int32], offsets: I64, values: I64, n_names: int
+) -> tuple[I64, I64, NDArray[np.bool_]]:
+    """Flat (leaf) and cumulative (once per sample) sums of ``values`` per name, and which names
+    occur in a sample with a non-zero value."""
+    flat = np.zeros(n_names, np.int64)
+    cum = np.zeros(n_names, np.int64)
+    seen = np.zeros(n_names, np.bool_)
+    _function_totals(frames, offsets, values, n_names, flat, cum, seen)
+    return flat, cum, seen
+
+
+@kernel
+def _counting_order(keys, n_keys, order):  # type: ignore[no-untyped-def]
+    """``order`` (a permutation of the current order) stably sorted by ``keys[order]`` (< n_keys)."""
+    at = np.zeros(n_keys + 1, np.int64)
+    for k in order:
+        at[keys[k] + 1] += 1
+    at = np.cumsum(at)
+    out = np.empty_like(order)
+    for k in order:
+        out[at[keys[k]]] = k
+        at[keys[k]] += 1
+    return out
+
+
+@kernel
+def _call_tree(frames, offsets, values, n_names, threshold):  # type: ignore[no-untyped-def]
+    """The call tree of stacks of names (sample ``i``: ``frames[offsets[i]:offsets[i + 1]]``, root
+    first, with ``values[i]``), level by level: the samples under each node of a level are grouped
+    by their next name (two stable counting sorts: by name, then by parent). A node is expanded only
+    if the absolute values under it add up to ``threshold`` at least (smaller ones cannot be
+    drawn); all its children are kept. Returns each node's parent, name and value (root: node 0)."""
+    n_live = 0
+    for i in range(len(values)):
+        n_live += values[i] != 0 and offsets[i + 1] > offsets[i]
+    live = np.empty(n_live, np.int64)
+    n_live = 0
+    total = np.int64(0)
+    for i in range(len(values)):
+        total += values[i]
+        if values[i] != 0 and offsets[i + 1] > offsets[i]:
+            live[n_live] = i
+            n_live += 1
+    parent = np.zeros(n_live, np.int64)  # of each live sample: its node among the level's parents
+    nodes = np.empty((3, 1024), np.int64)  # parent, name, value of each node; grown as needed
+    nodes[:, 0] = (-1, -1, total)
+    n_nodes = 1
+    first = 0  # the node number of the level's first parent
+    n_parents = 1
+    d = 0
+    while len(live):
+        name = np.empty(len(live), np.int64)
+        for k in range(len(live)):
+            name[k] = frames[offsets[live[k]] + d]
+        order = _counting_order(parent, n_parents, _counting_order(name, n_names, np.arange(len(live))))
+        if nodes.shape[1] < n_nodes + len(live):
+            grown = np.empty((3, 2 * (n_nodes + len(live))), np.int64)
+            grown[:, :n_nodes] = nodes[:, :n_nodes]
+            nodes = grown
+        child = np.empty(len(live), np.int64)  # of each live sample: its node among the children
+        size = np.zeros(len(live), np.int64)
+        c = -1
+        for k in order:
+            if c < 0 or first + parent[k] != nodes[0, n_nodes + c] or name[k] != nodes[1, n_nodes + c]:
+                c += 1
+                nodes[0, n_nodes + c] = first + parent[k]
+                nodes[1, n_nodes + c] = name[k]
+                nodes[2, n_nodes + c] = 0
+            child[k] = c
+            nodes[2, n_nodes + c] += values[live[k]]
+            size[c] += abs(values[live[k]])
+        d += 1
+        keep = 0  # the samples under expanded children go on, in sample order (sequential reads)
+        for k in range(len(live)):
+            i = live[k]
+            if size[child[k]] >= threshold and offsets[i + 1] - offsets[i] > d:
+                live[keep] = i
+                child[keep] = child[k]
+                keep += 1
+        live = live[:keep]
+        parent = child[:keep]
+        first = n_nodes
+        n_parents = c + 1
+        n_nodes += c + 1
+    return nodes[:, :n_nodes]
+
+
+def call_tree(frames: NDArray[np.int32], offsets: I64, values: I64, n_names: int, threshold: float) -> I64:
+    """:func:`_call_tree`: rows parent, name, value of every node (root first)."""
+    return _call_tree(frames, offsets, values, n_names, threshold)
+
+
 def kernels() -> list[Any]:
     """The compiled kernels (for tests and the warm-up)."""
     return [

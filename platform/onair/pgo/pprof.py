@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DECOMPRESSED",
     "FunctionStat",
+    "NameStacks",
     "Profile",
     "ProfileError",
     "RawProfile",
@@ -49,10 +50,13 @@ __all__ = [
     "merge",
     "merge_gzip",
     "merge_serialized",
+    "name_stacks",
     "raw",
     "sample_index",
     "sample_types",
     "top_functions",
+    "top_of",
+    "totals_of",
     "validate",
     "warm_up",
 ]
@@ -709,14 +713,56 @@ def frames(profile: Profile) -> dict[int, tuple[str, ...]]:
     }
 
 
-def stacks(profile: Profile, index: int) -> Iterable[tuple[tuple[str, ...], int]]:
+@dataclass
+class NameStacks:
+    """Every sample's stack as function names, root first: sample ``i`` has the frames
+    ``names[frames[offsets[i]:offsets[i + 1]]]`` (inlined frames apart) and ``values[i]``, the
+    value of one sample type. Made by :func:`name_stacks` without one object per sample."""
+
+    names: list[str]
+    frames: NDArray[np.int32]
+    offsets: NDArray[np.int64]
+    values: NDArray[np.int64]
+
+
+def name_stacks(profile: Profile | RawProfile, index: int) -> NameStacks:
+    """The samples of ``profile`` as function-name stacks, for sample type ``index`` (a location
+    that is missing or has no lines is one frame ``?``, as in :func:`frames`)."""
+    parsed = raw(profile)
+    _check_values(parsed)
+    header, s = parsed.header, parsed.samples
+    by_name: dict[str, int] = {"?": 0}
+    loc_ids: list[int] = []
+    loc_names: list[int] = []
+    loc_off = [0]
+    for lid, names in frames(header).items():
+        loc_ids.append(lid)
+        loc_names.extend(by_name.setdefault(n, len(by_name)) for n in names)
+        loc_off.append(len(loc_names))
+    loc_index = np.empty(len(s.ids), np.uint32)
+    old, new = _id_map(loc_ids, range(1, len(loc_ids) + 1))
+    missing = _samples.remap(s.ids, old, new, loc_index)
+    if len(missing):  # unknown locations: one more location each, named "?"
+        old = np.concatenate([old, missing])
+        new = np.arange(1, len(old) + 1, dtype=np.uint32)
+        loc_off.extend(range(len(loc_names) + 1, len(loc_names) + len(missing) + 1))
+        loc_names.extend([0] * len(missing))
+        _samples.remap(s.ids, old, new, loc_index)
+    frames_, offsets = _samples.name_frames(
+        loc_index, s.offsets, np.array(loc_off, np.int64), np.array(loc_names, np.int32)
+    )
+    values = s.values.view(np.int64).reshape(len(s), -1)[:, index] if len(s) else np.zeros(0, np.int64)
+    return NameStacks(list(by_name), frames_, offsets, np.ascontiguousarray(values))
+
+
+def stacks(profile: Profile | RawProfile, index: int) -> Iterable[tuple[tuple[str, ...], int]]:
     """(function names leaf first, value) per sample, for sample type ``index``."""
-    fr = frames(profile)
-    for sample in profile.sample:
-        names: list[str] = []
-        for lid in sample.location_id:
-            names.extend(fr.get(lid, ("?",)))
-        yield tuple(names), sample.value[index]
+    ns = name_stacks(profile, index)
+    for i, value in enumerate(ns.values.tolist()):
+        yield (
+            tuple(ns.names[f] for f in reversed(ns.frames[ns.offsets[i] : ns.offsets[i + 1]].tolist())),
+            value,
+        )
 
 
 @dataclass(frozen=True)
@@ -726,30 +772,35 @@ class FunctionStat:
     cum: int
 
 
-def function_totals(profile: Profile, index: int | None = None) -> dict[str, FunctionStat]:
+def function_totals(profile: Profile | RawProfile, index: int | None = None) -> dict[str, FunctionStat]:
     """Flat (leaf) and cumulative (anywhere on the stack, counted once) totals per function name."""
-    idx = sample_index(profile) if index is None else index
-    flat: dict[str, int] = {}
-    cum: dict[str, int] = {}
-    for names, value in stacks(profile, idx):
-        if not names or not value:
-            continue
-        flat[names[0]] = flat.get(names[0], 0) + value
-        for name in set(names):
-            cum[name] = cum.get(name, 0) + value
-    return {n: FunctionStat(n, flat.get(n, 0), c) for n, c in cum.items()}
+    header = profile.header if isinstance(profile, RawProfile) else profile
+    idx = sample_index(header) if index is None else index
+    return totals_of(name_stacks(profile, idx))
 
 
-def top_functions(profile: Profile, n: int = 20, index: int | None = None) -> list[FunctionStat]:
+def totals_of(ns: NameStacks) -> dict[str, FunctionStat]:
+    """:func:`function_totals` of name stacks."""
+    flat, cum, seen = _samples.function_totals(ns.frames, ns.offsets, ns.values, len(ns.names))
+    return {
+        ns.names[i]: FunctionStat(ns.names[i], int(flat[i]), int(cum[i]))
+        for i in np.flatnonzero(seen).tolist()
+    }
+
+
+def top_functions(profile: Profile | RawProfile, n: int = 20, index: int | None = None) -> list[FunctionStat]:
     """The ``n`` functions with the largest flat value (ties broken by cumulative value)."""
-    stats = function_totals(profile, index)
+    return top_of(function_totals(profile, index), n)
+
+
+def top_of(stats: dict[str, FunctionStat], n: int) -> list[FunctionStat]:
     return sorted(stats.values(), key=lambda s: (-s.flat, -s.cum, s.name))[:n]
 
 
 def warm_up() -> float:
     """Compile every kernel of the codec and the merge (or load them from numba's on-disk cache,
-    ``NUMBA_CACHE_DIR``) by loading and merging two tiny profiles, one with small location ids and
-    one with ids wider than 32 bits; return the seconds it took. A long-running service calls it at
+    ``NUMBA_CACHE_DIR``) by loading, merging and reading two tiny profiles, one with small location
+    ids and one with ids wider than 32 bits; return the seconds it took. A long-running service calls it at
     start-up, in a thread, so that its first request does not pay for the compilation."""
     t = time.perf_counter()
 
@@ -760,7 +811,10 @@ def warm_up() -> float:
         p.sample.add(location_id=[loc_id, loc_id], value=[1])
         return dumps(p, level=1)
 
-    merge_serialized([load_raw(tiny(1)), load_raw(tiny(1 << 40))])
+    merged = merge_serialized([load_raw(tiny(1)), load_raw(tiny(1 << 40))])
+    ns = name_stacks(load_raw(merged, require_gzip=False, check=False), 0)
+    totals_of(ns)
+    _samples.call_tree(ns.frames, ns.offsets, ns.values, len(ns.names), 0.0)  # the profstore's view
     return time.perf_counter() - t
 
 

@@ -252,7 +252,7 @@ class Profstore:
 
     def view(self, app: str, m: Merged) -> str:
         if m.html is None:
-            profile = pprof.loads(m.data, max_bytes=len(m.data), max_decompressed=1 << 40, check=False)
+            profile = pprof.load_raw(m.data, max_bytes=len(m.data), max_decompressed=1 << 40, check=False)
             m.html = render(app, profile, n_profiles=len(m.refs))
         return m.html
 

@@ -9,7 +9,7 @@ import hashlib
 from dataclasses import dataclass, field
 from html import escape
 
-from onair.pgo import pprof
+from onair.pgo import _samples, pprof
 
 MIN_WIDTH = 0.001  # boxes narrower than 0.1% of the total are not drawn
 MAX_BOXES = 4000
@@ -23,20 +23,18 @@ class Node:
     children: dict[str, Node] = field(default_factory=dict)
 
 
-def build_tree(profile: pprof.Profile, index: int) -> Node:
-    root = Node("all")
-    for names, value in pprof.stacks(profile, index):
-        if not value:
-            continue
-        root.value += value
-        node = root
-        for name in reversed(names):
-            child = node.children.get(name)
-            if child is None:
-                child = node.children[name] = Node(name)
-            child.value += value
-            node = child
-    return root
+def build_tree(ns: pprof.NameStacks) -> Node:
+    """The call tree of the name stacks, cut where nothing below can be drawn (boxes narrower than
+    ``MIN_WIDTH``): see :func:`_samples.call_tree`."""
+    threshold = MIN_WIDTH * abs(int(ns.values.sum()))
+    parent, name, value = _samples.call_tree(
+        ns.frames, ns.offsets, ns.values, len(ns.names), threshold
+    ).tolist()
+    nodes = [Node("all", value[0])]
+    for p, n, v in zip(parent[1:], name[1:], value[1:], strict=True):
+        node = nodes[p].children[ns.names[n]] = Node(ns.names[n], v)
+        nodes.append(node)
+    return nodes[0]
 
 
 def _color(name: str) -> str:
@@ -67,11 +65,12 @@ def flame_boxes(root: Node) -> list[tuple[int, float, float, Node]]:
     return out[:MAX_BOXES]
 
 
-def render(app: str, profile: pprof.Profile, *, n_profiles: int, top: int = 30) -> str:
-    index = pprof.sample_index(profile)
-    stype, unit = pprof.sample_types(profile)[index]
-    tops = pprof.top_functions(profile, top, index)
-    root = build_tree(profile, index)
+def render(app: str, profile: pprof.RawProfile, *, n_profiles: int, top: int = 30) -> str:
+    index = pprof.sample_index(profile.header)
+    stype, unit = pprof.sample_types(profile.header)[index]
+    ns = pprof.name_stacks(profile, index)
+    tops = pprof.top_of(pprof.totals_of(ns), top)
+    root = build_tree(ns)
     total = root.value or 1
     rows = "".join(
         f"<tr><td class=n>{escape(s.name)}</td><td>{s.flat:,}</td><td>{100 * s.flat / total:.1f}%</td>"
