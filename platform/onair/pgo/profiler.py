@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import random
 import sys
 import threading
@@ -28,12 +29,19 @@ from types import CodeType, FrameType
 from typing import Literal
 
 from onair.logging import get_logger
-from onair.pgo.pprof import Function, Line, Location, Profile, ValueType, dumps
+
+# The message types only: onair.pgo.pprof would load numba (~65 MB) into every profiled service.
+from onair.pgo._pb.profile_pb2 import Function, Line, Location, Profile, ValueType
 
 log = get_logger("onair.pgo.profiler")
 
 Clock = Literal["cpu", "wall"]
 MAX_DEPTH = 128
+
+
+def _gzip(profile: Profile) -> bytes:
+    """``pprof.dumps``: serialised and gzip-compressed."""
+    return gzip.compress(profile.SerializeToString(), compresslevel=6, mtime=0)
 
 
 def _log(level: str, event: str, **fields: object) -> None:
@@ -266,7 +274,7 @@ class ProfileUploader:
                 await asyncio.sleep(self.duration_s)
             finally:
                 profile = sampler.stop()
-            data = await asyncio.to_thread(dumps, profile)
+            data = await asyncio.to_thread(_gzip, profile)
             await self.sink(data)
         except asyncio.CancelledError:
             raise
