@@ -7,7 +7,7 @@ the decompressed profile directly: one splits the top-level fields into the tabl
 and the byte ranges of the samples, one decodes every sample's ids and values into arrays, and the
 merge hashes, groups and re-encodes the samples the same way. The kernels release the GIL
 (``nogil``), so per-profile work runs on a few threads, and are compiled once and cached on disk
-(``cache=True``; ``NUMBA_CACHE_DIR`` chooses where — see :func:`warm_up`).
+(``cache=True``; ``NUMBA_CACHE_DIR`` chooses where — see :func:`onair.pgo.pprof.warm_up`).
 
 Numba does not check bounds: every position a kernel reads from untrusted bytes is checked against
 the end of its range first, and malformed input gives an error code (:class:`WireError`).

@@ -28,7 +28,7 @@ class ProfstoreSettings(BaseSettings):
     default_limit: int = Field(default=32, gt=0)
     max_limit: int = Field(default=256, gt=0)
     # A merge reads the newest profiles of the selection until this many (compressed) bytes; merging
-    # costs ~27x the compressed size in memory, so this bounds the service's memory.
+    # costs ~17x the compressed size in memory, so this bounds the service's memory.
     max_merge_input_bytes: int = Field(default=48 << 20, gt=0)
     # Cached merged profiles kept in memory (each is one app+window+limit).
     cache_entries: int = Field(default=32, ge=0)
