@@ -342,3 +342,47 @@ async def test_sse_stream_pusher_sweep_delivers_what_arrives_mid_sweep_to_every_
     assert any(len(b) == 1 for b in bodies) and any(len(b) == 2 for b in bodies)
     log.close()
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
+
+
+async def test_sse_stream_pusher_waits_for_a_batching_writers_wake() -> None:
+    """A writer that batches (publish(wake=False) + wake(), FanoutBridge(coalesce_s=)) decides when
+    the pusher writes: unannounced entries go out with the next wake-up, in one write."""
+    from onair.fanout import sse
+
+    log: FanoutLog[int] = FanoutLog(64, name="test-batching")
+    scope = {"type": "http", "method": "GET", "path": "/sse/x"}
+    done = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    bodies: list[list[bytes]] = [[] for _ in range(3)]
+
+    def sender(i: int) -> Any:
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message["body"]:
+                bodies[i].append(message["body"])
+
+        return send
+
+    def encode(n: int) -> bytes:
+        return b"data: %d\n\n" % n
+
+    tasks = [
+        asyncio.create_task(
+            sse.SSEStream(log.subscribe(), encode=encode, heartbeat_s=0)(scope, receive, sender(i))
+        )
+        for i in range(3)
+    ]
+    await asyncio.sleep(0.01)
+    log.publish(1)
+    await until(lambda: all(b == [b"data: 1\n\n"] for b in bodies))
+    for n in (2, 3, 4):
+        log.publish(n, wake=False)
+    await asyncio.sleep(0.05)
+    assert all(len(b) == 1 for b in bodies)  # nothing announced, nothing written
+    log.wake()
+    await until(lambda: all(b[1:] == [b"data: 2\n\ndata: 3\n\ndata: 4\n\n"] for b in bodies))
+    log.close()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)

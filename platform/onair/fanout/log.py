@@ -74,6 +74,7 @@ class FanoutLog(Generic[T]):
 
     __slots__ = (
         "__weakref__",
+        "_announced",
         "_buf",
         "_capacity",
         "_closed",
@@ -95,6 +96,10 @@ class FanoutLog(Generic[T]):
         self._capacity = capacity
         self._buf: list[T | Gap | None] = [None] * capacity
         self._head = 0
+        # The head as of the last wake-up (publish with wake=True, or wake()): what a writer that
+        # batches on purpose has announced; a task that delivers to many readers (the SSE pusher)
+        # goes on without parking only while there is announced work.
+        self._announced = 0
         self._closed = False
         # Parked readers, one waiter each. A waiter cancelled with its task (or resolved by
         # sub.close()) stays until the next wake-up swaps the table, or a purge when it grows.
@@ -167,12 +172,15 @@ class FanoutLog(Generic[T]):
             for view in self._views.values():
                 view.buf[slot] = view.encode_entry(item)
         self._head = seq + 1
-        if wake and self._waiters:
-            self._wake()
+        if wake:
+            self._announced = seq + 1
+            if self._waiters:
+                self._wake()
         return seq
 
     def wake(self) -> None:
         """Wake the parked readers (after ``publish(..., wake=False)``)."""
+        self._announced = self._head
         if self._waiters:
             self._wake()
 

@@ -348,7 +348,7 @@ class _Pusher:
         swept = log.head  # every connection of the last sweep got at least up to this head
         try:
             while conns and not log.closed:
-                if log.head == swept:  # nothing new since the last sweep: park until a publish
+                if log._announced <= swept:  # nothing announced since the last sweep: park
                     waiter = self.parked = log._park()
                     more = await waiter
                     self.parked = None
@@ -358,15 +358,15 @@ class _Pusher:
                 # turn (NATS messages are read and published meanwhile) and the sweep goes on with
                 # the new head: a message waits for its connection's next turn, at most one
                 # sweep, instead of the end of the current sweep and then its turn in the next.
-                head = swept = log.head
+                head = swept = log._announced  # (a writer may batch: see FanoutLog.wake)
                 bodies: dict[int, bytes] = {}
                 for i, conn in enumerate(list(conns)):
                     if i and i % YIELD_EVERY == 0:
                         await asyncio.sleep(0)
                         if log.closed:
                             break
-                        if log.head != head:  # (the connections already passed get it next sweep)
-                            head = log.head
+                        if log._announced != head:  # (the ones already passed get it next sweep)
+                            head = log._announced
                             bodies.clear()
                     if conn.pusher is not self:
                         continue
