@@ -249,19 +249,32 @@ async def test_fast_sse_rejects_bad_requests_and_leaves_other_routes_to_the_app(
         assert topics.logs == {}
 
 
+def frame(n: int) -> bytes:  # one encode function: one encoded view, so one pusher for all streams
+    return b"data: %d\n\n" % n
+
+
+def start_streams(log: FanoutLog[int], senders: list[Any]) -> list[asyncio.Task[None]]:
+    """One SSEStream per ASGI ``send`` on ``log``; the client never disconnects (they end with the log)."""
+    from onair.fanout.sse import SSEStream
+
+    scope = {"type": "http", "method": "GET", "path": "/sse/x"}
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    return [
+        asyncio.create_task(SSEStream(log.subscribe(), encode=frame, heartbeat_s=0)(scope, receive, send))
+        for send in senders
+    ]
+
+
 async def test_sse_stream_pusher_hands_blocked_sends_back_in_order() -> None:
     """SSEStream's shared pusher writes caught-up connections; a send that blocks (here every
     third one) is finished by the connection's own task, in order, then the connection rejoins."""
-    from onair.fanout.sse import SSEStream, _Pusher
+    from onair.fanout.sse import _Pusher
 
     log: FanoutLog[int] = FanoutLog(64, name="test-pusher")
-    scope = {"type": "http", "method": "GET", "path": "/sse/x"}
-    done = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        await done.wait()
-        return {"type": "http.disconnect"}
-
     bodies: list[list[bytes]] = [[] for _ in range(5)]
 
     def sender(i: int) -> Any:
@@ -273,14 +286,7 @@ async def test_sse_stream_pusher_hands_blocked_sends_back_in_order() -> None:
 
         return send
 
-    tasks = [
-        asyncio.create_task(
-            SSEStream(log.subscribe(), encode=lambda n: b"data: %d\n\n" % n, heartbeat_s=0)(
-                scope, receive, sender(i)
-            )
-        )
-        for i in range(5)
-    ]
+    tasks = start_streams(log, [sender(i) for i in range(5)])
     await asyncio.sleep(0.01)
     for n in range(300):
         log.publish(n)
@@ -289,7 +295,7 @@ async def test_sse_stream_pusher_hands_blocked_sends_back_in_order() -> None:
     await asyncio.sleep(0.01)
     log.close()
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
-    expected = b"".join(b"data: %d\n\n" % n for n in range(300))
+    expected = b"".join(frame(n) for n in range(300))
     for got in bodies:
         assert b"".join(got) == expected
     assert log.waiting == 0 and not _Pusher._all
@@ -302,14 +308,7 @@ async def test_sse_stream_pusher_sweep_delivers_what_arrives_mid_sweep_to_every_
     from onair.fanout import sse
 
     log: FanoutLog[int] = FanoutLog(64, name="test-sweep")
-    scope = {"type": "http", "method": "GET", "path": "/sse/x"}
-    done = asyncio.Event()
     n_conns = 3 * sse.YIELD_EVERY + 7
-
-    async def receive() -> dict[str, Any]:
-        await done.wait()
-        return {"type": "http.disconnect"}
-
     bodies: list[list[bytes]] = [[] for _ in range(n_conns)]
     publish_mid_sweep = [True]
 
@@ -324,18 +323,10 @@ async def test_sse_stream_pusher_sweep_delivers_what_arrives_mid_sweep_to_every_
 
         return send
 
-    def encode(n: int) -> bytes:  # one function: one encoded view, one pusher for all
-        return b"data: %d\n\n" % n
-
-    tasks = [
-        asyncio.create_task(
-            sse.SSEStream(log.subscribe(), encode=encode, heartbeat_s=0)(scope, receive, sender(i))
-        )
-        for i in range(n_conns)
-    ]
+    tasks = start_streams(log, [sender(i) for i in range(n_conns)])
     await asyncio.sleep(0.01)
     log.publish(1)
-    expected = b"data: 1\n\ndata: 2\n\n"
+    expected = frame(1) + frame(2)
     await until(lambda: all(b"".join(b) == expected for b in bodies), within=5)
     assert not publish_mid_sweep[0]
     # the connections after the mid-sweep publish got both entries in one write
@@ -347,16 +338,7 @@ async def test_sse_stream_pusher_sweep_delivers_what_arrives_mid_sweep_to_every_
 async def test_sse_stream_pusher_waits_for_a_batching_writers_wake() -> None:
     """A writer that batches (publish(wake=False) + wake(), FanoutBridge(coalesce_s=)) decides when
     the pusher writes: unannounced entries go out with the next wake-up, in one write."""
-    from onair.fanout import sse
-
     log: FanoutLog[int] = FanoutLog(64, name="test-batching")
-    scope = {"type": "http", "method": "GET", "path": "/sse/x"}
-    done = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        await done.wait()
-        return {"type": "http.disconnect"}
-
     bodies: list[list[bytes]] = [[] for _ in range(3)]
 
     def sender(i: int) -> Any:
@@ -366,23 +348,15 @@ async def test_sse_stream_pusher_waits_for_a_batching_writers_wake() -> None:
 
         return send
 
-    def encode(n: int) -> bytes:
-        return b"data: %d\n\n" % n
-
-    tasks = [
-        asyncio.create_task(
-            sse.SSEStream(log.subscribe(), encode=encode, heartbeat_s=0)(scope, receive, sender(i))
-        )
-        for i in range(3)
-    ]
+    tasks = start_streams(log, [sender(i) for i in range(3)])
     await asyncio.sleep(0.01)
     log.publish(1)
-    await until(lambda: all(b == [b"data: 1\n\n"] for b in bodies))
+    await until(lambda: all(b == [frame(1)] for b in bodies))
     for n in (2, 3, 4):
         log.publish(n, wake=False)
     await asyncio.sleep(0.05)
     assert all(len(b) == 1 for b in bodies)  # nothing announced, nothing written
     log.wake()
-    await until(lambda: all(b[1:] == [b"data: 2\n\ndata: 3\n\ndata: 4\n\n"] for b in bodies))
+    await until(lambda: all(b[1:] == [frame(2) + frame(3) + frame(4)] for b in bodies))
     log.close()
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
