@@ -28,6 +28,15 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per reques
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
+def _check_since(since: str) -> None:
+    from onair.pgo.times import parse_duration_ms
+
+    try:
+        parse_duration_ms(since)
+    except ValueError as exc:
+        fail(f"--since: {exc}")
+
+
 def _check_app(name: str) -> str:
     from onair.pgo.storage import InvalidAppName, check_app
 
@@ -101,13 +110,8 @@ def pull(
     timeout: TimeoutOpt = 120.0,
 ) -> None:
     """Download the merged profile of APP (the ``default.pgo`` of ``go build -pgo``)."""
-    from onair.pgo.times import parse_duration_ms
-
     name = _check_app(app_name)
-    try:
-        parse_duration_ms(since)
-    except ValueError as exc:
-        fail(f"--since: {exc}")
+    _check_since(since)
     endpoint = f"{url.rstrip('/')}/v1/profiles/{name}/merged"
     params = {"from": since, "limit": str(limit)}
     resp = _request("GET", endpoint, token, timeout, ok=(404,) if allow_empty else (), params=params)
@@ -140,13 +144,8 @@ def list_(
     timeout: TimeoutOpt = 30.0,
 ) -> None:
     """List APP's stored profiles, newest first."""
-    from onair.pgo.times import parse_duration_ms
-
     name = _check_app(app_name)
-    try:
-        parse_duration_ms(since)
-    except ValueError as exc:
-        fail(f"--since: {exc}")
+    _check_since(since)
     resp = _request("GET", f"{url.rstrip('/')}/v1/profiles/{name}", token, timeout, params={"from": since})
     for p in resp.json()["profiles"]:
         out.print(f"{p['name']}\t{p['size']}", highlight=False)

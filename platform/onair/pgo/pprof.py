@@ -281,32 +281,33 @@ def _check_tables(profile: Profile) -> list[int]:
         (profile.doc_url, "doc_url"),
     ):
         s(idx, what)
-    mapping_ids: set[int] = set()
+    mapping_ids = _unique_ids(profile.mapping, "mapping")
     for m in profile.mapping:
-        if m.id == 0 or m.id in mapping_ids:
-            raise _bad(f"mapping id {m.id} is zero or repeated")
-        mapping_ids.add(m.id)
         s(m.filename, "mapping.filename")
         s(m.build_id, "mapping.build_id")
-    function_ids: set[int] = set()
+    function_ids = _unique_ids(profile.function, "function")
     for f in profile.function:
-        if f.id == 0 or f.id in function_ids:
-            raise _bad(f"function id {f.id} is zero or repeated")
-        function_ids.add(f.id)
         s(f.name, "function.name")
         s(f.system_name, "function.system_name")
         s(f.filename, "function.filename")
-    location_ids: set[int] = set()
+    _unique_ids(profile.location, "location")
     for loc in profile.location:
-        if loc.id == 0 or loc.id in location_ids:
-            raise _bad(f"location id {loc.id} is zero or repeated")
-        location_ids.add(loc.id)
         if loc.mapping_id and loc.mapping_id not in mapping_ids:
             raise _bad(f"location {loc.id} refers to missing mapping {loc.mapping_id}")
         for ln in loc.line:
             if ln.function_id and ln.function_id not in function_ids:
                 raise _bad(f"location {loc.id} refers to missing function {ln.function_id}")
     return [loc.id for loc in profile.location]
+
+
+def _unique_ids(items: Iterable[Any], kind: str) -> set[int]:
+    """The ids of ``items`` (mappings, functions or locations); zero or repeated is an error."""
+    ids: set[int] = set()
+    for item in items:
+        if item.id == 0 or item.id in ids:
+            raise _bad(f"{kind} id {item.id} is zero or repeated")
+        ids.add(item.id)
+    return ids
 
 
 def _check_values(parsed: RawProfile, what: str = "") -> None:
