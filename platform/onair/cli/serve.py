@@ -3,25 +3,54 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Annotated
 
 import typer
 
 from onair.cli.common import fail
 
+# In-flight requests get this long at shutdown; long-lived streams (SSE, WebSocket) are then cut,
+# so the lifespan's shutdown (flushing the log stream, closing streams with a log event) runs.
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def service_exists(name: str) -> bool:
+    return (
+        name.isidentifier()
+        and importlib.util.find_spec(f"onair_services.{name}") is not None
+        and importlib.util.find_spec(f"onair_services.{name}.app") is not None
+    )
+
+
+def default_port(name: str) -> int:
+    """``ONAIR_PORT`` if set, else the service's port in the registry (8000 for unknown ones)."""
+    if os.environ.get("ONAIR_PORT"):
+        return int(os.environ["ONAIR_PORT"])
+    from onair_services.registry import SERVICES
+
+    info = SERVICES.get(name)
+    return info.port if info else 8000
+
 
 def command(
-    name: Annotated[str, typer.Argument(help="Service package under onair_services, e.g. profstore.")],
+    name: Annotated[str, typer.Argument(help="Service package under onair_services, e.g. liveinfo.")],
     host: Annotated[str, typer.Option(envvar="ONAIR_HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="ONAIR_PORT")] = 8000,
+    port: Annotated[
+        int | None, typer.Option(help="Default: ONAIR_PORT, else the service's port in the registry.")
+    ] = None,
 ) -> None:
     """Serve one onair service over HTTP."""
-    if (
-        not name.isidentifier()
-        or importlib.util.find_spec(f"onair_services.{name}") is None
-        or importlib.util.find_spec(f"onair_services.{name}.app") is None
-    ):
+    if not service_exists(name):
         fail(f"no service {name!r}: expected a package onair_services.{name} with an app module")
     import uvicorn
 
-    uvicorn.run(f"onair_services.{name}.app:create_app", factory=True, host=host, port=port, log_config=None)
+    os.environ.setdefault("ONAIR_SERVICE_NAME", name)
+    uvicorn.run(
+        f"onair_services.{name}.app:create_app",
+        factory=True,
+        host=host,
+        port=port if port is not None else default_port(name),
+        log_config=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )

@@ -14,10 +14,21 @@ from nats.js import JetStreamContext
 
 from onair.clients.base import Lifecycle
 from onair.config import NatsSettings, timeouts
+from onair.logging import current_request_id
 
 Callback = Callable[[], Awaitable[None]]
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 _nats_logger = logging.getLogger("nats.aio.client")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def with_request_id(headers: dict[str, str] | None) -> dict[str, str] | None:
+    """``headers`` plus ``X-Request-ID`` from the logging context (unchanged when there is none)."""
+    rid = current_request_id()
+    if rid is None or (headers is not None and REQUEST_ID_HEADER in headers):
+        return headers
+    return {**headers, REQUEST_ID_HEADER: rid} if headers else {REQUEST_ID_HEADER: rid}
 
 
 class NatsClient(Lifecycle):
@@ -99,7 +110,14 @@ class NatsClient(Lifecycle):
         return self.raw.jetstream(timeout=self.timeout_s)
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
-        await self.raw.publish(subject, data, headers=headers)
+        """Publish; the current request id (if any) travels as the ``X-Request-ID`` header."""
+        await self.raw.publish(subject, data, headers=with_request_id(headers))
+
+    async def js_publish(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None, *, stream: str | None = None
+    ) -> Any:
+        """Publish to JetStream and wait for the stream's ack (``PubAck``: stream and sequence)."""
+        return await self.jetstream().publish(subject, data, headers=with_request_id(headers), stream=stream)
 
     async def subscribe(
         self, subject: str, cb: Callable[[Msg], Awaitable[None]] | None = None, **kwargs: Any

@@ -136,27 +136,27 @@ def free_port() -> int:
 async def running_server(
     app: Any, *, host: str = "127.0.0.1", port: int = 0, **config: Any
 ) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn in this loop; yield ``http://host:port``; stop it on exit."""
+    """Run ``app`` under uvicorn in this loop; yield ``http://host:port``; stop it on exit.
+
+    ``lifespan="on"`` runs the app's lifespan (start-up fails the ``with``; shutdown on exit).
+    """
     import uvicorn
 
-    cfg = uvicorn.Config(
-        app,
-        host=host,
-        port=port or free_port(),
-        log_config=None,
-        log_level="warning",
-        lifespan="off",
-        timeout_graceful_shutdown=1,
+    options: dict[str, Any] = {
+        "log_level": "warning",
+        "lifespan": "off",
+        "timeout_graceful_shutdown": 1,
         **config,
-    )
+    }
+    cfg = uvicorn.Config(app, host=host, port=port or free_port(), log_config=None, **options)
     server = uvicorn.Server(cfg)
     task = asyncio.create_task(server.serve())
     try:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(60):
             while not server.started:
                 if task.done():
                     task.result()
-                    raise RuntimeError("uvicorn stopped during start-up")
+                    raise RuntimeError("uvicorn stopped during start-up (see the log for the lifespan error)")
                 await asyncio.sleep(0.01)
         yield f"http://{host}:{cfg.port}"
     finally:

@@ -28,6 +28,11 @@ DROPPED_STALE = Counter(
 DEAD_LETTERED = Counter(
     "onair_projection_dead_lettered_total", "Records sent to the dead-letter table", ["projection", "reason"]
 )
+AFTER_COMMIT_ERRORS = Counter(
+    "onair_projection_after_commit_errors_total",
+    "Failed after-commit hooks (batch stayed committed)",
+    ["projection"],
+)
 SPOOL_DEPTH = Gauge("onair_logstream_spool_depth", "Records in the on-disk spool", ["service"])
 SENT = Counter("onair_logstream_sent_total", "Log events acknowledged by the broker", ["service"])
 DROPPED = Counter(

@@ -40,6 +40,7 @@ class Event:
 
 
 ApplyFn = Callable[[Sequence[Event], AsyncSession], Awaitable[None]]
+AfterCommitFn = Callable[[Sequence[Event]], Awaitable[None]]
 
 
 @dataclass
@@ -49,6 +50,9 @@ class Projection:
     ``ordering="entity"`` (default) drops events older than the last applied one per entity;
     ``"none"`` hands every event to ``apply`` (for projections that are order-independent).
     ``votes`` maps a topic to a :class:`VoteRule` for flip-flopping states.
+    ``after_commit`` (optional) runs after each committed batch with its applied events and before
+    the batch's position counts as applied in this process: the place to invalidate cached views
+    of what changed, or to publish the news (its errors are logged, the batch stays committed).
     """
 
     name: str
@@ -56,6 +60,7 @@ class Projection:
     apply: ApplyFn
     ordering: Literal["entity", "none"] = "entity"
     votes: Mapping[str, VoteRule] = field(default_factory=dict)
+    after_commit: AfterCommitFn | None = None
 
     @property
     def group_id(self) -> str:

@@ -334,7 +334,10 @@ class ProjectionRunner:
             else:  # pragma: no cover - apply keeps failing differently each time
                 raise RuntimeError(f"projection {self.projection.name}: batch kept failing")
 
-            # committed: publish the new state (the position cache is bounded; the table is the truth)
+            # committed: let the projection tell its readers (e.g. invalidate cached views) before
+            # the position counts as applied here, so a read that waited for it sees the change
+            await self._run_after_commit(applied)
+            # publish the new state (the position cache is bounded; the table is the truth)
             if len(self._positions) + len(positions) > self.position_cache:
                 self._positions.clear()
             self._positions.update(positions)
@@ -343,6 +346,18 @@ class ProjectionRunner:
                 self._stored.add(tp)
         now = time.time()
         self._after_commit(applied, stale, letters, bad, new_next, fresh, now)
+
+    async def _run_after_commit(self, applied: list[Event]) -> None:
+        hook = self.projection.after_commit
+        if hook is None or not applied:
+            return
+        try:
+            await hook(applied)
+        except Exception as exc:  # the batch is committed: report, never undo or retry it
+            metrics.AFTER_COMMIT_ERRORS.labels(self.projection.name).inc()
+            log.warning(
+                "projection after-commit hook failed", projection=self.projection.name, error=repr(exc)
+            )
 
     def _letter(self, r: ConsumerRecord[Any, Any], reason: str, error: str) -> deadletter.DeadLetter:
         return deadletter.DeadLetter(

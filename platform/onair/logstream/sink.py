@@ -40,6 +40,9 @@ from onair.logstream.topics import TopicRegistry
 
 _log = structlog.get_logger("onair.logstream.sink")
 
+REQUEST_ID_HEADER = "x-request-id"
+"""Kafka record header carrying the request id of the request that logged the event."""
+
 
 class PositionUnavailable(TimeoutError):
     """The event was logged but not acknowledged by the broker in time (it is spooled, not lost)."""
@@ -100,7 +103,11 @@ class LogStreamSink:
     def publish(self, envelope: Envelope) -> None:
         """Queue one envelope (never blocks on the network; may append to the spool file)."""
         record = SpoolRecord(
-            self.kafka.topic(envelope.category), envelope.entity, envelope.to_bytes(), envelope.event_id
+            self.kafka.topic(envelope.category),
+            envelope.entity,
+            envelope.to_bytes(),
+            envelope.event_id,
+            envelope.request_id,
         )
         with self._lock:
             if self._spooling or self._closing or len(self._buffer) >= self.buffer_size:
@@ -270,7 +277,8 @@ class LogStreamSink:
             await self._topics.ensure({r.topic for r in chunk})
             futures = []
             for r in chunk:
-                futures.append(await producer.send(r.topic, r.value, key=r.key.encode()))
+                headers = [(REQUEST_ID_HEADER, r.request_id.encode())] if r.request_id else None
+                futures.append(await producer.send(r.topic, r.value, key=r.key.encode(), headers=headers))
             results = await asyncio.gather(*futures, return_exceptions=True)
         except asyncio.CancelledError:
             raise

@@ -25,17 +25,20 @@ class SpoolRecord:
     key: str
     value: bytes
     event_id: str | None = None
+    request_id: str | None = None  # sent as the record header ``x-request-id``
 
     def to_line(self) -> bytes:
-        return orjson.dumps([self.topic, self.key, self.value.decode(), self.event_id]) + b"\n"
+        return (
+            orjson.dumps([self.topic, self.key, self.value.decode(), self.event_id, self.request_id]) + b"\n"
+        )
 
     @classmethod
     def from_line(cls, line: bytes) -> SpoolRecord | None:
         try:
-            topic, key, value, event_id = orjson.loads(line)
+            topic, key, value, event_id, *rest = orjson.loads(line)  # 4 fields before request ids
         except (orjson.JSONDecodeError, ValueError, TypeError):
             return None
-        return cls(topic, key, value.encode(), event_id)
+        return cls(topic, key, value.encode(), event_id, rest[0] if rest else None)
 
 
 class Spool:
