@@ -6,7 +6,7 @@ import sys
 from array import array
 from pathlib import Path
 
-from onair.cache.benchmark import count_stale
+from onair.bench.cache_harness import count_stale
 
 KEYS = {"valkey_cmds_per_1000_reads", "db_loads", "p50_us", "p99_us", "stale_reads"}
 

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from onair.bench.projection_harness import apply_count
 from onair.clients import KafkaClient
 from onair.db import create_engine
 from onair.logging import configure_logging
 from onair.logstream import Event, Projection, ProjectionRunner
-from onair.logstream.benchmark import apply_count
 
 
 async def slow_apply(batch: Sequence[Event], session: AsyncSession) -> None:

@@ -131,7 +131,7 @@ async def test_projector_process_killed_with_sigkill_then_restarted(
     import sys
     from pathlib import Path
 
-    from onair.logstream.benchmark import apply_count, bench_counts, bench_model
+    from onair.bench.projection_harness import apply_count, bench_counts, bench_model
 
     await ensure_schema(engine, [bench_model])
     topic = f"test.{uid()}.sigkill"

@@ -1,6 +1,6 @@
 """``onair bench cache``: plain cache-aside vs valkey-py's built-in client cache vs onair's.
 
-The measurement lives in :mod:`onair.cache.benchmark`; this module is the command: options, the
+The measurement lives in :mod:`onair.bench.cache_harness`; this module is the command: options, the
 Valkey to use (given, or a devstack one started and stopped here), rich progress, a table, and
 with ``--json`` one JSON object as the last line.
 """
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
-        from onair.cache.benchmark import STRATEGIES, BenchConfig, run, summary_json
+        from onair.bench.cache_harness import STRATEGIES, BenchConfig, run, summary_json
         from onair.cli.common import fail
         from onair.devstack import DevstackError, temporary_stack
 

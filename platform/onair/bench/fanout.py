@@ -1,6 +1,6 @@
 """``onair bench fanout``: FanoutLog against a queue per subscriber, then NATS -> SSE end to end.
 
-The measurement itself lives in :mod:`onair.fanout.benchmark`; this module is the command: options,
+The measurement itself lives in :mod:`onair.bench.fanout_harness`; this module is the command: options,
 rich progress, a table, and with ``--json`` one JSON object as the last line.
 """
 
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
-        from onair.fanout.benchmark import run_e2e, run_inproc
+        from onair.bench.fanout_harness import run_e2e, run_inproc
 
         console = Console(stderr=True)
         with Progress(

@@ -26,7 +26,7 @@ client processes (raw asyncio streams), and this process publishing ``rate`` mes
 ``seconds`` with a send timestamp in each. Clients check every message's sequence number (lost =
 expected - received) and record latency in 0.1 ms buckets.
 
-Run ``python -m onair.fanout.benchmark serve|clients ...`` for the two helper processes.
+Run ``python -m onair.bench.fanout_harness serve|clients ...`` for the two helper processes.
 """
 
 from __future__ import annotations
@@ -530,7 +530,7 @@ async def _e2e(
     server = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "onair.fanout.benchmark",
+        "onair.bench.fanout_harness",
         "serve",
         nats_url,
         prefix,
@@ -556,7 +556,7 @@ async def _e2e(
                 await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "onair.fanout.benchmark",
+                    "onair.bench.fanout_harness",
                     "clients",
                     str(port),
                     "/sse/live",
@@ -667,7 +667,7 @@ def run_e2e(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m onair.fanout.benchmark")
+    parser = argparse.ArgumentParser(prog="python -m onair.bench.fanout_harness")
     sub = parser.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
     s.add_argument("nats_url")

@@ -1,6 +1,6 @@
 """``onair bench projection``: applied events/s, end-to-end lag at 5,000/s, exactly-once check.
 
-The measurement lives in :mod:`onair.logstream.benchmark`; this module is the command: options,
+The measurement lives in :mod:`onair.bench.projection_harness`; this module is the command: options,
 rich progress, a table, and with ``--json`` one JSON object as the last line.
 """
 
@@ -42,9 +42,9 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
+        from onair.bench.projection_harness import default_postgres_url, run_benchmark
         from onair.cli.common import fail
         from onair.logging import configure_logging
-        from onair.logstream.benchmark import default_postgres_url, run_benchmark
 
         configure_logging("bench", level="WARNING", stream=sys.stderr)
         dbs = [d.strip() for d in databases.split(",") if d.strip()]
