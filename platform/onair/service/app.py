@@ -294,7 +294,7 @@ class Service:
 
     def _start_profiler(self, stack: AsyncExitStack) -> None:
         url = self.settings.profstore_url
-        if not url:
+        if not url or not self.settings.profiling:
             return
         from onair.pgo.profiler import ProfileUploader, http_sink
 

@@ -37,7 +37,9 @@ class RuntimeSettings(BaseSettings):
     spool_dir: Path = Path(".onair/spool")
     # The gateway's identity keys (services verify X-Onair-Identity with them).
     identity_jwks_url: str = "http://127.0.0.1:8080/.well-known/identity-jwks.json"
-    # Continuous profiling: upload CPU profiles to the profstore when its URL is set.
+    # Continuous profiling: upload CPU profiles to the profstore when its URL is set (and
+    # ONAIR_PROFILING is not false).
+    profiling: bool = True
     profstore_url: str | None = None
     profstore_token: SecretStr | None = None
     profile_interval_s: float = Field(default=60.0, gt=0)
