@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from onair.fanout.app import running_server
 from onair.pgo import pprof
 from onair.pgo.storage import DirectoryStore, RetentionPolicy
 from onair_services.profstore.app import create_app
@@ -31,7 +32,7 @@ def settings(tmp_path: Path, **kw: object) -> ProfstoreSettings:
 async def client_for(s: ProfstoreSettings) -> tuple[httpx.AsyncClient, DirectoryStore]:
     store = DirectoryStore(s.dir, RetentionPolicy(window_ms=3_600_000, max_per_app=4))
     await store.start()
-    app = create_app(s, store=store)
+    app = create_app(profstore=s, store=store)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://profstore"), store
 
 
@@ -159,29 +160,43 @@ async def test_tokens_protect_writes(tmp_path: Path) -> None:
     assert stored_files(tmp_path / "n") == []
 
 
+# Input the schema forbids is the skeleton's 422 naming the field; the 400s left are the rules a
+# schema cannot express (to before from, at outside the retention window), documented in OpenAPI.
 @pytest.mark.parametrize(
-    ("method", "url", "params", "error"),
+    ("method", "url", "params", "status", "error", "field"),
     [
-        ("GET", "/v1/profiles/..%2Fetc", {}, "invalid_app"),
-        ("POST", "/v1/profiles/bad%20name", {}, "invalid_app"),
-        ("GET", "/v1/profiles/app", {"from": "yesterday-ish"}, "invalid_time"),
-        ("GET", "/v1/profiles/app", {"from": "2h", "to": "3h"}, "invalid_range"),
-        ("GET", "/v1/profiles/app/merged", {"limit": "0"}, "invalid_limit"),
-        ("GET", "/v1/profiles/app/merged", {"limit": "many"}, "invalid_limit"),
-        ("GET", "/v1/profiles/app/merged", {}, "no_profiles"),
-        ("GET", "/v1/profiles/app/notanumber", {}, "invalid_time"),
-        ("DELETE", "/v1/profiles/app", {"from": "1h"}, "invalid_range"),
-        ("POST", "/v1/profiles/app", {"at": "99999999999999"}, "invalid_time"),
-        ("POST", "/v1/profiles/app", {"at": "1000"}, "invalid_time"),
-        ("GET", "/nope", {}, "not_found"),
+        ("GET", "/v1/profiles/..%2Fetc", {}, 422, "invalid_request", "path.app"),
+        ("POST", "/v1/profiles/bad%20name", {}, 422, "invalid_request", "path.app"),
+        ("GET", "/v1/profiles/app", {"from": "yesterday-ish"}, 422, "invalid_request", "query.from"),
+        ("GET", "/v1/profiles/app", {"from": "2h", "to": "3h"}, 400, "invalid_range", None),
+        ("GET", "/v1/profiles/app/merged", {"limit": "0"}, 422, "invalid_request", "query.limit"),
+        ("GET", "/v1/profiles/app/merged", {"limit": "many"}, 422, "invalid_request", "query.limit"),
+        ("GET", "/v1/profiles/app/merged", {}, 404, "no_profiles", None),
+        ("GET", "/v1/profiles/app/notanumber", {}, 422, "invalid_request", "path.created_at"),
+        ("DELETE", "/v1/profiles/app", {"from": "1h"}, 422, "invalid_request", "query.to"),
+        ("DELETE", "/v1/profiles/app", {"from": "1h", "to": "2h"}, 400, "invalid_range", None),
+        ("POST", "/v1/profiles/app", {"at": "99999999999999"}, 400, "invalid_time", None),
+        ("POST", "/v1/profiles/app", {"at": "1000"}, 400, "invalid_time", None),
+        ("GET", "/nope", {}, 404, "not_found", None),
     ],
 )
 async def test_bad_requests_get_json_errors(
-    api: httpx.AsyncClient, method: str, url: str, params: dict, error: str
+    api: httpx.AsyncClient, method: str, url: str, params: dict, status: int, error: str, field: str | None
 ) -> None:
     r = await api.request(method, url, params=params, headers=AUTH, content=b"")
-    assert 400 <= r.status_code < 500
+    assert r.status_code == status, r.text
     assert r.json()["error"] == error and "detail" in r.json()
+    if field is not None:
+        assert field in [f["field"] for f in r.json()["fields"]]
+
+
+async def test_times_before_1970_and_odd_durations_are_answered(api: httpx.AsyncClient) -> None:
+    # Found by the contract check: these used to answer 500 (a negative time, an infinite duration).
+    for params in ({"from": "1900-01-01T00:00:00Z"}, {"from": "0s"}, {"from": "999999999.999999w"}):
+        r = await api.get("/v1/profiles/app", params=params)
+        assert r.status_code == 200 and r.json()["profiles"] == [], (params, r.text)
+    too_long = await api.get("/v1/profiles/app", params={"from": "9" * 400 + "s"})
+    assert too_long.status_code == 422 and too_long.json()["fields"][0]["field"] == "query.from"
 
 
 async def test_delete_one_and_range(api: httpx.AsyncClient) -> None:
@@ -200,7 +215,7 @@ async def test_retention_job_applies_the_rule(tmp_path: Path) -> None:
     s = settings(tmp_path)
     store = DirectoryStore(tmp_path, RetentionPolicy(window_ms=3_600_000, max_per_app=2))
     await store.start()
-    app = create_app(s, store=store)
+    app = create_app(profstore=s, store=store)
     t = int(time.time() * 1000)
     for ms in (t - 7_200_000, t - 3000, t - 2000, t - 1000):
         await store.save("app", ms, b"x")
@@ -219,8 +234,22 @@ async def test_view_health_metrics(api: httpx.AsyncClient) -> None:
     assert "/v1/profiles/burn/view" in index
     assert (await api.get("/v1/apps")).json() == {"apps": ["burn"]}
     health = await api.get("/healthz")
-    assert health.json() == {"status": "ok", "backend": "dir"}
+    assert health.json() == {"status": "ok", "service": "profstore"}  # the skeleton's probe
     assert "profstore_uploads_total" in (await api.get("/metrics")).text
+
+
+async def test_readyz_checks_the_store(tmp_path: Path) -> None:
+    # /healthz says the process is alive; /readyz (the skeleton's, with the lifespan run) checks
+    # the store — what /healthz did before profstore moved onto the skeleton.
+    store = DirectoryStore(tmp_path / "profiles")
+    app = create_app(profstore=settings(tmp_path), store=store)
+    async with running_server(app, lifespan="on") as url, httpx.AsyncClient(base_url=url) as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {"status": "ready", "service": "profstore", "checks": {"store": "ok"}}
+        (tmp_path / "profiles").rename(tmp_path / "gone")  # the store's folder is gone
+        not_ready = await client.get("/readyz")
+        assert not_ready.status_code == 503 and not_ready.json()["checks"] == {"store": "not ready"}
 
 
 async def test_incompatible_stored_profiles_give_409(api: httpx.AsyncClient) -> None:
@@ -243,3 +272,32 @@ async def test_merge_budget_bounds_the_profiles_read(tmp_path: Path) -> None:
         r = await client.get("/v1/profiles/big/merged")
         assert r.status_code == 200 and r.headers["x-onair-profiles"] == "2"
         assert r.headers["x-onair-newest"] == str(t - 7)
+
+
+def test_openapi_says_what_the_settings_make_true(tmp_path: Path) -> None:
+    doc = create_app(profstore=settings(tmp_path), configure_logs=False).openapi()
+    upload = doc["paths"]["/v1/profiles/{app}"]["post"]
+    assert upload["requestBody"]["content"]["application/octet-stream"]["schema"] == {
+        "type": "string",
+        "format": "binary",
+    }
+    assert {"201", "400", "401", "413", "422", "503"} == set(upload["responses"])
+    assert upload["security"] == [{"BearerAuth": []}]
+    params = {p["name"]: p for p in doc["paths"]["/v1/profiles/{app}"]["delete"]["parameters"]}
+    assert params["from"]["required"] and params["to"]["required"]  # a range delete needs both
+    assert params["app"]["schema"]["pattern"] == "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+    listing = {p["name"]: p["schema"] for p in doc["paths"]["/v1/profiles/{app}/merged"]["get"]["parameters"]}
+    assert listing["limit"]["maximum"] == 256 and listing["limit"]["minimum"] == 1
+    assert "security" not in doc["paths"]["/v1/profiles/{app}"]["get"]  # reads are open
+    view_404 = doc["paths"]["/v1/profiles/{app}/view"]["get"]["responses"]["404"]
+    assert list(view_404["content"]) == ["application/json"]  # errors are JSON on the HTML route
+    # No token: writes are refused 403 (documented, no security); protect_reads: reads need it.
+    closed = create_app(profstore=settings(tmp_path, token=None), configure_logs=False).openapi()
+    upload = closed["paths"]["/v1/profiles/{app}"]["post"]
+    assert "403" in upload["responses"] and "401" not in upload["responses"] and "security" not in upload
+    guarded = create_app(
+        profstore=settings(tmp_path, protect_reads=True, max_limit=10), configure_logs=False
+    ).openapi()
+    read = guarded["paths"]["/v1/profiles/{app}/merged"]["get"]
+    assert read["security"] == [{"BearerAuth": []}] and "401" in read["responses"]
+    assert {p["name"]: p["schema"] for p in read["parameters"]}["limit"]["maximum"] == 10

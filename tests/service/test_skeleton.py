@@ -124,7 +124,7 @@ async def test_openapi_documents_what_really_happens(api: httpx.AsyncClient) -> 
     assert "503" in paths["/readyz"]["get"]["responses"]
     assert "503" not in paths["/healthz"]["get"]["responses"]
     assert "HTTPValidationError" not in doc["components"]["schemas"]
-    assert {"onairIdentity", "bearerAuth"} <= set(doc["components"]["securitySchemes"])
+    assert {"OnairIdentity", "BearerAuth"} <= set(doc["components"]["securitySchemes"])
 
 
 async def test_start_hooks_ran(database_url: str, valkey_url: str, tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def running_profstore(settings: Any, *, port: int | None = None) -> Iterator[str
     from onair_services.profstore.app import create_app, make_store
 
     port = port or free_port()
-    app = create_app(settings, store=make_store(settings))  # store given: process logging left alone
+    app = create_app(profstore=settings, store=make_store(settings))  # store given: logging left alone
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="profstore", daemon=True)

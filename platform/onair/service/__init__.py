@@ -7,7 +7,7 @@ See docs/service.md.
 """
 
 from onair.service.app import Service, ServiceSpec, create_service_app, service_of
-from onair.service.errors import ApiError, ErrorBody, Unavailable, responses
+from onair.service.errors import ApiError, ErrorBody, Unavailable, answers, responses
 from onair.service.settings import RuntimeSettings
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Service",
     "ServiceSpec",
     "Unavailable",
+    "answers",
     "create_service_app",
     "responses",
     "service_of",

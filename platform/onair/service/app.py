@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -113,11 +113,14 @@ class Service:
         self.identity_verifier: Any = None  # onair.auth.IdentityVerifier
         self.http: httpx.AsyncClient | None = None
         self.state: dict[str, Any] = {}  # the service's own objects (readers, bridges, ...)
+        # Served by /metrics after the default registry (a service that keeps its own registry).
+        self.metrics_registries: list[CollectorRegistry] = []
         self.started = False
         self.app: FastAPI | None = None
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
         self._checks: dict[str, ReadyCheck] = {}
+        self.optional_checks: set[str] = set()  # reported by /readyz, not required to be ready
         self._tasks: list[asyncio.Task[Any]] = []
         self._readers: list[CachedReader] = []
         self.log = get_logger(f"onair.{spec.name}")
@@ -152,11 +155,20 @@ class Service:
         except PositionUnavailable:
             return None
 
-    def cached_reader(self, name: str, *, near: NearCache | None = None, ttl_s: int = 3600) -> CachedReader:
+    def cached_reader(
+        self, name: str, *, near: NearCache | None = None, ttl_s: int = 3600, near_enabled: bool = True
+    ) -> CachedReader:
         """A :class:`CachedReader` on the process's one tracker (call from a start hook)."""
         if self.valkey is None or self.tracker is None:
             raise RuntimeError(f"{self.name}: a cached reader needs ServiceSpec(valkey=True, tracking=True)")
-        reader = CachedReader(self.valkey, self.tracker, near=near, ttl_s=ttl_s, name=f"{self.name}.{name}")
+        reader = CachedReader(
+            self.valkey,
+            self.tracker,
+            near=near,
+            ttl_s=ttl_s,
+            name=f"{self.name}.{name}",
+            near_enabled=near_enabled,
+        )
         self._readers.append(reader)
         return reader
 
@@ -171,9 +183,16 @@ class Service:
         self._on_stop.append(hook)
         return hook
 
-    def ready_check(self, name: str, check: ReadyCheck) -> None:
-        """Add a readiness check: returns True/"ok" when ready, False or a reason when not."""
+    def ready_check(self, name: str, check: ReadyCheck, *, required: bool = True) -> None:
+        """Add a readiness check: returns True/"ok" when ready, False or a reason when not.
+
+        ``required=False``: reported in ``/readyz`` but the service stays ready when it fails (a
+        dependency whose outage the service handles by itself, e.g. behind a circuit breaker)."""
         self._checks[name] = check
+        if required:
+            self.optional_checks.discard(name)
+        else:
+            self.optional_checks.add(name)
 
     def background(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         """Run a task for the life of the service (cancelled at shutdown; a crash is logged)."""
@@ -416,7 +435,7 @@ def _add_probes(app: FastAPI, service: Service) -> None:
                 ReadyBody(status="starting", service=service.name, checks={}).model_dump(), 503
             )
         checks = await service.readiness()
-        ok = all(v == "ok" for v in checks.values())
+        ok = all(v == "ok" for k, v in checks.items() if k not in service.optional_checks)
         body = ReadyBody(status="ready" if ok else "not_ready", service=service.name, checks=checks)
         return JSONResponse(body.model_dump(), 200 if ok else 503)
 
@@ -430,7 +449,8 @@ def _add_probes(app: FastAPI, service: Service) -> None:
         },
     )
     async def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        body = b"".join(generate_latest(r) for r in (REGISTRY, *service.metrics_registries))
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def service_of(request: Request) -> Service:

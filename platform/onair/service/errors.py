@@ -10,8 +10,8 @@ anything unexpected into a logged 500 with the same shape, never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -112,6 +112,22 @@ def responses(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, 
     return out
 
 
+#: Attribute a dependency carries to say which error statuses it can answer (see :func:`answers`).
+ERRORS_MARK = "__onair_errors__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def answers(*statuses: int) -> Callable[[F], F]:
+    """Mark a FastAPI dependency with the error statuses it can answer; every route that uses it
+    documents them in OpenAPI (``@answers(429)`` on a rate limiter, ``@answers(403)`` on a check)."""
+
+    def mark(fn: F) -> F:
+        setattr(fn, ERRORS_MARK, (*getattr(fn, ERRORS_MARK, ()), *statuses))
+        return fn
+
+    return mark
+
+
 def _field_name(loc: Sequence[Any]) -> str:
     return ".".join(str(p) for p in loc)
 
@@ -166,6 +182,11 @@ def install_error_handlers(app: FastAPI) -> None:
                 "Allow", ""
             )
             return error_json(405, "method_not_allowed", f"{request.method} is not allowed here", headers)
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+            # FastAPI could not read the body (not UTF-8, ...): the same answer as malformed JSON
+            return JSONResponse(
+                validation_body([{"loc": ("body",), "msg": f"unreadable body: {exc.__cause__}"[:200]}]), 422
+            )
         if exc.status_code == 404:
             detail = exc.detail if exc.detail not in (None, "Not Found") else f"no route {request.url.path}"
             return error_json(404, "not_found", str(detail), headers)

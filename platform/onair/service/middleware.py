@@ -8,7 +8,9 @@
 * Metrics: ``onair_http_requests_total{service,route,method,status}`` and
   ``onair_http_request_duration_seconds{service,route}``; ``route`` is the route template
   (``/live/{channel}``), never the raw path, so label cardinality stays bounded.
-* Access log: one line per request in the logging contract (``event="http request"``).
+* Access log: one line per request in the logging contract (``event="http request"``); the app may
+  add fields for that line in ``scope["state"]["log"]`` (a dict; the gateway adds the upstream and
+  the user id). Never the query string, so no token in it.
 
 It is a plain ASGI callable (no ``BaseHTTPMiddleware``): streaming responses (SSE) pass through
 untouched and the per-request cost is a few microseconds.
@@ -165,6 +167,7 @@ class RequestMiddleware:
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 client=(scope.get("client") or ("", 0))[0],
+                **(scope.get("state") or {}).get("log", {}),
             )
 
     @staticmethod

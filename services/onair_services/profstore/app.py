@@ -1,7 +1,10 @@
 """profstore: writers (running services) upload pprof CPU profiles, the build downloads one merged
 ``default.pgo``; a retention job deletes old ones. The two sides never wait for each other.
 
-Routes (every error is a 4xx/5xx with ``{"error": ..., "detail": ...}``):
+Built on the service skeleton (``onair.service``): probes, metrics, the request middleware (the
+upload's body limit is ``ONAIR_PROFSTORE_MAX_UPLOAD_BYTES``), the JSON error body and a truthful
+OpenAPI document. The profile store is the service's own state: made here, opened in a start hook,
+checked by ``/readyz``. Routes (``routes.py``):
 
 - ``POST   /v1/profiles/{app}[?at=ms]``            upload (bearer token, size-limited, validated)
 - ``GET    /v1/profiles/{app}?from=&to=&limit=``   list, newest first
@@ -9,58 +12,52 @@ Routes (every error is a 4xx/5xx with ``{"error": ..., "detail": ...}``):
 - ``GET    /v1/profiles/{app}/view?from=&to=&limit=``    top functions and a flame graph (HTML)
 - ``GET    /v1/profiles/{app}/{created_at}``       one stored profile
 - ``DELETE /v1/profiles/{app}/{created_at}``       delete one
-- ``DELETE /v1/profiles/{app}?from=&to=``           delete a range
-- ``GET /v1/apps``, ``GET /`` (HTML index), ``GET /healthz``, ``GET /metrics``
+- ``DELETE /v1/profiles/{app}?from=&to=``           delete a range (both bounds required)
+- ``GET /v1/apps``, ``GET /`` (HTML index), ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hmac
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from onair.clients import S3Client, ValkeyClient
-from onair.config import ServiceSettings
-from onair.logging import configure_logging, get_logger
+from onair.logging import get_logger
 from onair.pgo import _samples, pprof
 from onair.pgo.storage import (
     DirectoryStore,
-    InvalidAppName,
     ProfileNotFound,
     ProfileRef,
     ProfileStore,
     RetentionPolicy,
     S3Store,
     ValkeyStore,
-    check_app,
 )
-from onair.pgo.times import now_ms, parse_time_ms
+from onair.pgo.times import now_ms
+from onair.service import ApiError, RuntimeSettings, Service, ServiceSpec, create_service_app
+from onair_services.profstore import routes
 from onair_services.profstore.settings import ProfstoreSettings
-from onair_services.profstore.view import render, render_index
+from onair_services.profstore.view import render
 
 log = get_logger("onair.profstore")
 
-# Uploads may carry a creation time at most this far in the future (clock skew).
-MAX_FUTURE_MS = 5 * 60 * 1000
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.error, self.detail, self.headers = status, error, detail, headers
+SPEC = ServiceSpec(
+    name="profstore",
+    title="onair profstore",
+    description="The PGO profile store: services upload CPU profiles, builds download one merged "
+    "default.pgo.",
+    identity=False,  # its own bearer token guards writes (ONAIR_PROFSTORE_TOKEN)
+    # The upload route takes larger bodies than the skeleton's default (per settings in create_app).
+    body_limits={"/v1/profiles": ProfstoreSettings.model_fields["max_upload_bytes"].default},
+)
 
 
 def make_store(settings: ProfstoreSettings) -> ProfileStore:
@@ -106,26 +103,6 @@ class Profstore:
         self._cache: OrderedDict[tuple[str, tuple[int, ...]], Merged] = OrderedDict()
         self._flights: dict[tuple[str, tuple[int, ...]], asyncio.Future[Merged]] = {}
         self._app_locks: dict[str, asyncio.Lock] = {}
-
-    # -- auth --------------------------------------------------------------------------------------
-    def authorize(self, request: Request, *, write: bool) -> None:
-        token = self.settings.token.get_secret_value() if self.settings.token else ""
-        if not write and not self.settings.protect_reads:
-            return
-        if not token:
-            if self.settings.allow_anonymous:
-                return
-            raise ApiError(
-                403,
-                "writes_disabled",
-                "no token configured: set ONAIR_PROFSTORE_TOKEN "
-                "(or ONAIR_PROFSTORE_ALLOW_ANONYMOUS=true for dev)",
-            )
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(
-                401, "unauthorized", "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
-            )
 
     # -- upload ------------------------------------------------------------------------------------
     async def read_body(self, request: Request) -> bytes:
@@ -274,42 +251,6 @@ class Profstore:
                 log.warning("retention run failed", error=repr(exc))
 
 
-def _app_name(app: str) -> str:
-    try:
-        return check_app(app)
-    except InvalidAppName as exc:
-        raise ApiError(400, "invalid_app", str(exc)) from None
-
-
-def _window(request: Request, *, need_both: bool = False) -> tuple[int, int | None]:
-    q = request.query_params
-    try:
-        start = parse_time_ms(q["from"]) if q.get("from") else 0
-        end = parse_time_ms(q["to"]) if q.get("to") else None
-    except ValueError as exc:
-        raise ApiError(400, "invalid_time", str(exc)) from None
-    if need_both and (not q.get("from") or not q.get("to")):
-        raise ApiError(400, "invalid_range", "a range delete needs both from= and to=")
-    if end is not None and end < start:
-        raise ApiError(400, "invalid_range", f"to ({end}) is before from ({start})")
-    return start, end
-
-
-def _limit(request: Request, settings: ProfstoreSettings, default: int | None) -> int | None:
-    raw = request.query_params.get("limit")
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= settings.max_limit:
-        raise ApiError(400, "invalid_limit", f"limit must be an integer in [1, {settings.max_limit}]")
-    return int(raw)
-
-
-def _ms_path(value: str) -> int:
-    if not value.isdigit() or len(value) > 19:
-        raise ApiError(400, "invalid_time", f"{value!r} is not unix milliseconds")
-    return int(value)
-
-
 def _warm_up() -> None:
     try:
         log.info("pprof kernels ready", seconds=round(pprof.warm_up(), 3))
@@ -317,148 +258,50 @@ def _warm_up() -> None:
         log.warning("pprof kernel warm-up failed", error=repr(exc))
 
 
-def create_app(settings: ProfstoreSettings | None = None, *, store: ProfileStore | None = None) -> FastAPI:
-    """The profstore ASGI app (``onair serve profstore``); backend from ``ONAIR_PROFSTORE_BACKEND``."""
-    settings = settings or ProfstoreSettings()
-    service = ServiceSettings()
-    _samples.avoid_hugepage_stalls()  # merges allocate big numpy arrays (see docs/benchmarks.md)
-    if store is None:
-        configure_logging("profstore", service.log_level)
-    ps = Profstore(settings, store or make_store(settings))
+def create_app(
+    settings: RuntimeSettings | None = None,
+    *,
+    profstore: ProfstoreSettings | None = None,
+    store: ProfileStore | None = None,
+    configure_logs: bool | None = None,
+) -> FastAPI:
+    """The profstore ASGI app (``onair serve profstore``); backend from ``ONAIR_PROFSTORE_BACKEND``.
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Compile the codec's kernels (or load numba's cache) now, not on the first upload or merge.
-        threading.Thread(target=_warm_up, name="profstore-jit-warmup", daemon=True).start()
-        await ps.store.start()
-        task = asyncio.create_task(ps.retention_loop(), name="profstore-retention")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    ``store`` replaces the configured backend (tests, the benchmark); the app still starts it in
+    its lifespan and closes it at shutdown. Process logging is configured unless a store is given
+    (or ``configure_logs`` says otherwise).
+    """
+    ps_settings = profstore or ProfstoreSettings()
+    _samples.avoid_hugepage_stalls()  # merges allocate big numpy arrays (see docs/benchmarks.md)
+    ps = Profstore(ps_settings, store or make_store(ps_settings))
+    spec = dataclasses.replace(SPEC, body_limits={"/v1/profiles": ps_settings.max_upload_bytes})
+
+    def setup(svc: Service) -> None:
+        svc.state["profstore"] = ps
+        svc.metrics_registries.append(ps.metrics.registry)
+
+        async def store_ready() -> bool:
+            return await ps.store.ping()
+
+        svc.ready_check("store", store_ready)
+
+        @svc.on_start
+        async def open_store(svc: Service) -> None:
+            # Compile the codec's kernels (or load numba's cache) now, not on the first upload or merge.
+            threading.Thread(target=_warm_up, name="profstore-jit-warmup", daemon=True).start()
+            await ps.store.start()
+            svc.background(ps.retention_loop(), "retention")
+
+        @svc.on_stop
+        async def close_store(svc: Service) -> None:
             await ps.store.close()
 
-    app = FastAPI(title="onair profstore", lifespan=lifespan)
+    app = create_service_app(
+        spec,
+        [routes.make_router(ps)],
+        settings=settings,
+        setup=setup,
+        configure_logs=store is None if configure_logs is None else configure_logs,
+    )
     app.state.profstore = ps
-
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.error, "detail": exc.detail}, exc.status, headers=exc.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        name = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse({"error": name, "detail": str(exc.detail)}, exc.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid_request", "detail": str(exc.errors())}, 400)
-
-    @app.get("/healthz")
-    async def healthz() -> JSONResponse:
-        ok = await ps.store.ping()
-        return JSONResponse(
-            {"status": "ok" if ok else "unavailable", "backend": ps.store.backend}, 200 if ok else 503
-        )
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(ps.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/", response_class=HTMLResponse)
-    async def index(request: Request) -> HTMLResponse:
-        ps.authorize(request, write=False)
-        return HTMLResponse(render_index(await ps.store.apps()))
-
-    @app.get("/v1/apps")
-    async def apps(request: Request) -> dict[str, list[str]]:
-        ps.authorize(request, write=False)
-        return {"apps": await ps.store.apps()}
-
-    @app.post("/v1/profiles/{app}", status_code=201)
-    async def upload(app: str, request: Request) -> JSONResponse:
-        try:
-            ps.authorize(request, write=True)
-            name = _app_name(app)
-            at_raw = request.query_params.get("at")
-            at = None
-            if at_raw:
-                at = _ms_path(at_raw)
-                if at > now_ms() + MAX_FUTURE_MS:
-                    raise ApiError(400, "invalid_time", "at= is in the future")
-                if at < now_ms() - ps.store.retention.window_ms:
-                    raise ApiError(400, "invalid_time", "at= is older than the retention window")
-            body = await ps.read_body(request)
-            result = await ps.upload(name, body, at)
-        except ApiError as exc:
-            ps.metrics.uploads.labels(exc.error).inc()
-            raise
-        return JSONResponse(result, 201)
-
-    @app.get("/v1/profiles/{app}")
-    async def list_profiles(app: str, request: Request) -> dict[str, Any]:
-        ps.authorize(request, write=False)
-        name = _app_name(app)
-        start, end = _window(request)
-        refs = await ps.store.list(name, start, end, _limit(request, settings, None))
-        return {
-            "app": name,
-            "profiles": [{"created_at": r.created_at, "name": r.name, "size": r.size} for r in refs],
-        }
-
-    def _merged_args(app: str, request: Request) -> tuple[str, int, int | None, int]:
-        ps.authorize(request, write=False)
-        start, end = _window(request)
-        limit = _limit(request, settings, settings.default_limit)
-        return _app_name(app), start, end, limit or settings.default_limit
-
-    @app.get("/v1/profiles/{app}/merged")
-    async def merged(app: str, request: Request) -> Response:
-        m = await ps.merged(*_merged_args(app, request))
-        return Response(
-            m.data,
-            media_type="application/octet-stream",
-            headers={
-                "Content-Disposition": 'attachment; filename="default.pgo"',
-                "X-Onair-Profiles": str(len(m.refs)),
-                "X-Onair-Skipped": str(m.skipped),
-                "X-Onair-Newest": str(max(r.created_at for r in m.refs)),
-            },
-        )
-
-    @app.get("/v1/profiles/{app}/view", response_class=HTMLResponse)
-    async def view(app: str, request: Request) -> HTMLResponse:
-        args = _merged_args(app, request)
-        m = await ps.merged(*args)
-        html = await asyncio.to_thread(ps.view, args[0], m)
-        return HTMLResponse(html)
-
-    @app.get("/v1/profiles/{app}/{created_at}")
-    async def get_one(app: str, created_at: str, request: Request) -> Response:
-        ps.authorize(request, write=False)
-        name, ms = _app_name(app), _ms_path(created_at)
-        try:
-            data = await ps.store.get(name, ms)
-        except ProfileNotFound:
-            raise ApiError(404, "not_found", f"no profile {name}/{ms}.pb.gz") from None
-        return Response(data, media_type="application/octet-stream")
-
-    @app.delete("/v1/profiles/{app}/{created_at}")
-    async def delete_one(app: str, created_at: str, request: Request) -> Response:
-        ps.authorize(request, write=True)
-        name, ms = _app_name(app), _ms_path(created_at)
-        if not await ps.store.delete(name, ms):
-            raise ApiError(404, "not_found", f"no profile {name}/{ms}.pb.gz")
-        return Response(status_code=204)
-
-    @app.delete("/v1/profiles/{app}")
-    async def delete_range(app: str, request: Request) -> dict[str, int]:
-        ps.authorize(request, write=True)
-        name = _app_name(app)
-        start, end = _window(request, need_both=True)
-        assert end is not None
-        return {"deleted": await ps.store.delete_range(name, start, end)}
-
     return app
