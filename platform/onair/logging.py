@@ -26,6 +26,9 @@ import structlog
 Processor = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]
 
 MANDATORY_FIELDS = ("ts", "level", "service", "event", "request_id")
+#: Third-party loggers whose DEBUG lines dump SQL parameters or raw HTTP headers (password hashes,
+#: private keys, cookies, bearer tokens): kept at INFO or above even when a process logs at DEBUG.
+LEAKY_DEBUG_LOGGERS = ("aiosqlite", "httpcore", "hpack")
 CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){1,2}$")
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("onair_request_id", default=None)
@@ -117,6 +120,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    for name in LEAKY_DEBUG_LOGGERS:
+        logging.getLogger(name).setLevel(max(numeric, logging.INFO))
 
 
 def get_logger(name: str | None = None) -> Any:

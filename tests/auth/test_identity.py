@@ -83,3 +83,21 @@ async def test_user_claims_become_an_identity_for_the_gateway() -> None:
         with pytest.raises(TokenError) as err:
             identity_from_claims(await users.verify(token))
         assert err.value.reason == "invalid_claim"
+
+
+async def test_session_id_travels_from_the_access_token_through_the_identity() -> None:
+    auth, gateway = SigningKey.generate(), SigningKey.generate()
+    users = TokenVerifier(StaticKeys([auth]), issuer=ISSUER, audience=AUDIENCE, max_lifetime_s=900)
+    user = identity_from_claims(await users.verify(auth.sign(claims(sid="fam-1"))), request_id="r-1")
+    assert user.session_id == "fam-1"
+    service_side = await IdentityVerifier(StaticKeys([gateway])).verify(IdentitySigner(gateway).sign(user))
+    assert service_side.session_id == "fam-1" and service_side.user_id == user.user_id
+    without = identity_from_claims(await users.verify(auth.sign(claims())))
+    assert without.session_id is None
+    assert (
+        "sid"
+        not in (await users.verify(IdentitySigner(auth, issuer=ISSUER, audience=AUDIENCE).sign(without))).raw
+    )
+    with pytest.raises(TokenError) as err:
+        identity_from_claims(await users.verify(auth.sign(claims(sid=7))))
+    assert err.value.reason == "invalid_claim"

@@ -17,7 +17,7 @@ import pytest
 
 from onair.service.contract import check_app
 
-from .targets import Env, Target, bearer, logging_kept
+from .targets import Env, Target, bearer, identity, logging_kept
 
 PROFSTORE_TOKEN = "contract-token"
 DATA = Path(__file__).parents[1] / "pgo" / "data"
@@ -45,9 +45,18 @@ async def _profstore_seed(url: str, env: Env) -> None:
             r.raise_for_status()
 
 
+def _auth(settings, _tmp: Path):  # type: ignore[no-untyped-def]
+    from onair_services.auth.app import create_app
+    from onair_services.auth.settings import AuthSettings
+
+    cheap = AuthSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
+    return create_app(settings, cheap, configure_logs=False)
+
+
 TARGETS = [
     Target.service("sample", module="service.sample"),  # tests/service: the skeleton's sample
     Target.service("profstore", app=_profstore, credentials=bearer(PROFSTORE_TOKEN), prepare=_profstore_seed),
+    Target.service("auth", app=_auth, credentials=identity("alice", ("viewer",))),
     # Target.service("liveinfo", credentials=identity("alice", ("viewer",))),
 ]
 

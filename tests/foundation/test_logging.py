@@ -58,3 +58,12 @@ def test_stdlib_loggers_use_the_same_format() -> None:
 def test_unknown_level_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown log level 'LOUD'"):
         configure_logging("x", level="LOUD")
+
+
+def test_loggers_that_dump_parameters_and_headers_stay_at_info_under_debug() -> None:
+    buf = io.StringIO()
+    configure_logging("auth", level="DEBUG", stream=buf)
+    logging.getLogger("aiosqlite").debug("executing %s with %s", "INSERT ...", ("private key",))
+    logging.getLogger("httpcore.http11").debug("response headers %s", [(b"set-cookie", b"token")])
+    logging.getLogger("onair.auth").debug("still here")
+    assert [line["event"] for line in _lines(buf)] == ["still here"]

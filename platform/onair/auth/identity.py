@@ -2,8 +2,9 @@
 
 The gateway verifies the user's access token, then signs a short-lived (<= 60 s) JWT with its
 *own* key — never forwarding the user's raw token — carrying ``sub`` (user id), ``name``
-(username), ``roles``, ``rid`` (request id), ``iat``, ``exp`` and a fresh ``jti``
-(docs/contracts.md, "Identities and tokens"). Services verify it locally from the gateway's JWKS.
+(username), ``roles``, ``rid`` (request id), ``sid`` (the user's session, when the access token
+has one), ``iat``, ``exp`` and a fresh ``jti`` (docs/contracts.md, "Identities and tokens").
+Services verify it locally from the gateway's JWKS.
 
 * :class:`Identity` — who is calling: what route handlers see.
 * :class:`IdentitySigner` — gateway side, once per request (encoded header cached, orjson claims).
@@ -44,13 +45,17 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """An authenticated caller. ``token_id`` is the ``jti`` of the token it was read from."""
+    """An authenticated caller. ``token_id`` is the ``jti`` of the token it was read from;
+    ``session_id`` is the user's login session (claim ``sid``: the auth service's refresh-token
+    family), carried from the access token through the gateway's identity so a service (the auth
+    service's logout) knows which session the call belongs to."""
 
     user_id: str
     username: str
     roles: frozenset[str]
     request_id: str | None = None
     token_id: str = ""
+    session_id: str | None = None
 
     def has_role(self, *roles: str) -> bool:
         """True when the caller holds at least one of ``roles``."""
@@ -58,9 +63,9 @@ class Identity:
 
 
 def identity_from_claims(claims: Claims, request_id: str | None = None) -> Identity:
-    """The :class:`Identity` in verified claims (``sub``, ``name``, ``roles``; ``rid`` unless
-    ``request_id`` is given). Raises :class:`TokenError` ``invalid_claim`` for a missing ``name`` or
-    ``roles`` that is not a list of strings."""
+    """The :class:`Identity` in verified claims (``sub``, ``name``, ``roles``, optional ``sid``; ``rid``
+    unless ``request_id`` is given). Raises :class:`TokenError` ``invalid_claim`` for a missing
+    ``name``, ``roles`` that is not a list of strings, or a ``sid`` that is not a string."""
     name = claims.get("name")
     if not isinstance(name, str) or not name:
         raise TokenError("invalid_claim", "'name' must be a non-empty string")
@@ -70,7 +75,10 @@ def identity_from_claims(claims: Claims, request_id: str | None = None) -> Ident
     rid = request_id if request_id is not None else claims.get("rid")
     if rid is not None and not isinstance(rid, str):
         raise TokenError("invalid_claim", "'rid' must be a string")
-    return Identity(claims.subject, name, frozenset(roles), rid, claims.token_id)
+    sid = claims.get("sid")
+    if sid is not None and (not isinstance(sid, str) or not 0 < len(sid) <= 128):
+        raise TokenError("invalid_claim", "'sid' must be a string of 1-128 characters")
+    return Identity(claims.subject, name, frozenset(roles), rid, claims.token_id, sid)
 
 
 def _new_jti() -> str:
@@ -116,6 +124,8 @@ class IdentitySigner:
         }
         if identity.request_id is not None:
             claims["rid"] = identity.request_id
+        if identity.session_id is not None:
+            claims["sid"] = identity.session_id
         return self.key.sign(claims)
 
     def sign_for(
