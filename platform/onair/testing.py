@@ -7,11 +7,13 @@ Per test: ``database_url`` (parametrised: a fresh SQLite file and a fresh Postgr
 running again afterwards) and ``private_devstack`` (a stack of the test's own, e.g. a broker with
 S3 storage that survives restarts). ``identity_issuer`` (session) stands in for the gateway: it
 serves its identity JWKS over HTTP and signs ``X-Onair-Identity`` headers for tests of a service.
+:class:`TopicReader` reads log-event topics from the beginning (no consumer group) to assert events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import uuid
@@ -194,3 +196,85 @@ def identity_issuer() -> Iterator[IdentityIssuer]:
         yield issuer
     finally:
         issuer.close()
+
+
+class TopicReader:
+    """Reads log-event topics from the beginning in the background, for tests that assert events.
+
+    No consumer group (partitions are assigned directly), so no group join to wait for::
+
+        async with TopicReader(kafka_bootstrap, ["media.live_stream.status"]) as reader:
+            ...
+            events = await reader.wait_for(lambda evs: len(evs) >= 2, entity="ch42")
+
+    ``events(topic=..., entity=...)`` is what arrived so far (envelopes, in offset order per
+    partition); ``wait_for`` polls it until the predicate holds (``TimeoutError`` otherwise).
+    """
+
+    def __init__(self, bootstrap: str, topics: Iterable[str]) -> None:
+        from onair.clients import KafkaClient
+
+        self.kafka = KafkaClient(bootstrap, client_id="onair-test-reader")
+        self.topics = list(topics)
+        self.records: list[tuple[str, Any]] = []  # (topic, Envelope)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> TopicReader:
+        from aiokafka import TopicPartition
+
+        try:
+            await self.kafka.ensure_topics(self.topics)
+            consumer = await self.kafka.consumer(group_id=None, fetch_max_wait_ms=50)
+            await consumer.topics()  # a metadata refresh: the partitions of the topics just made
+            parts = [
+                TopicPartition(self.kafka.topic(t), p)
+                for t in self.topics
+                for p in sorted(consumer.partitions_for_topic(self.kafka.topic(t)) or ())
+            ]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+        except BaseException:
+            await self.kafka.close()
+            raise
+        self._task = asyncio.create_task(self._run(consumer))
+        return self
+
+    async def _run(self, consumer: Any) -> None:
+        from onair.logstream import Envelope
+
+        while True:
+            batches = await consumer.getmany(timeout_ms=50)
+            for tp, records in batches.items():
+                for record in records:
+                    self.records.append((tp.topic, Envelope.from_bytes(record.value)))
+
+    def events(self, *, topic: str | None = None, entity: str | None = None) -> list[Any]:
+        return [
+            e
+            for t, e in self.records
+            if (topic is None or t == self.kafka.topic(topic)) and (entity is None or e.entity == entity)
+        ]
+
+    async def wait_for(
+        self,
+        check: Callable[[list[Any]], bool],
+        *,
+        topic: str | None = None,
+        entity: str | None = None,
+        timeout_s: float = 15.0,
+    ) -> list[Any]:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                found = self.events(topic=topic, entity=entity)
+                if check(found):
+                    return found
+                if self._task is not None and self._task.done():
+                    self._task.result()  # the reader crashed: raise its error
+                await asyncio.sleep(0.05)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        await self.kafka.close()

@@ -119,6 +119,7 @@ class Service:
         self.app: FastAPI | None = None
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
+        self._hooks_stopped = False
         self._checks: dict[str, ReadyCheck] = {}
         self.optional_checks: set[str] = set()  # reported by /readyz, not required to be ready
         self._tasks: list[asyncio.Task[Any]] = []
@@ -277,12 +278,17 @@ class Service:
                     limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
                 )
                 stack.push_async_callback(self.http.aclose)
+            self._hooks_stopped = False
             stack.push_async_callback(self._stop_hooks)
             for hook in self._on_start:
                 await hook(self)
             if spec.projections is not None:
                 await self._start_projections(stack)
             stack.push_async_callback(self._cancel_tasks)
+            # At shutdown the service's stop hooks run first, while its background tasks, its
+            # projections and every client still run (e.g. closing live sessions with a log event
+            # before another instance's reaper would); the push above covers a failed start-up.
+            stack.push_async_callback(self._stop_hooks)
             self._start_profiler(stack)
             self.started = True
             self.log.info("service started", service=self.name)
@@ -328,6 +334,9 @@ class Service:
         self.state["profiler"] = uploader
 
     async def _stop_hooks(self) -> None:
+        if self._hooks_stopped:  # once per run, whichever of the two pushes comes first
+            return
+        self._hooks_stopped = True
         for hook in reversed(self._on_stop):
             try:
                 await hook(self)
@@ -453,7 +462,10 @@ def _add_probes(app: FastAPI, service: Service) -> None:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def service_of(request: Request) -> Service:
-    """The running :class:`Service` of the app serving ``request`` (a FastAPI dependency)."""
+async def service_of(request: Request) -> Service:
+    """The running :class:`Service` of the app serving ``request`` (a FastAPI dependency).
+
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop
+    per request for a dictionary lookup."""
     svc: Service = request.app.state.service
     return svc

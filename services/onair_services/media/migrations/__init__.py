@@ -1,0 +1,1 @@
+"""Alembic scripts of media (run by ``onair migrate media`` or at start-up)."""
