@@ -145,6 +145,44 @@ async def test_jetstream_history_for_joiners(nats_url: str) -> None:
         await js.delete_stream(stream)
 
 
+async def test_history_is_the_last_n_of_the_subject_in_a_shared_stream(nats_url: str) -> None:
+    """A room among many in one stream: its own last N messages, in the log when feed() returns,
+    one set-up for concurrent callers, and a released feed ends its readers."""
+    p = prefix()
+    async with NatsClient(nats_url, subject_prefix=p) as client:
+        js = client.jetstream()
+        stream = f"S{p}"
+        await js.add_stream(name=stream, subjects=[client.subject("rooms", ">")])
+        quiet, busy = client.subject("rooms", "quiet"), client.subject("rooms", "busy")
+        for i in range(12):
+            await js.publish(quiet, str(i).encode())
+            for j in range(20):  # the busy room pushes the quiet one far back in the stream
+                await js.publish(busy, f"b{i}.{j}".encode())
+        bridge = FanoutBridge(client, capacity=64)
+        logs = await asyncio.gather(*(bridge.feed(quiet, history=5) for _ in range(3)))
+        assert logs[0] is logs[1] is logs[2]
+        flog = logs[0]
+        assert [m.text() for _, m in flog.retained() if isinstance(m, FanoutMessage)] == [
+            "7",
+            "8",
+            "9",
+            "10",
+            "11",
+        ]
+        empty = await bridge.feed(client.subject("rooms", "nobody"), history=5)
+        assert empty.head == 0 and bridge.log_for(client.subject("rooms", "nobody")) is empty
+        small = await bridge.feed(busy, history=500, capacity=300)  # fewer retained than asked: all
+        assert small.capacity == 300 and small.head == 240
+        reader = flog.subscribe(last=2)
+        await js.publish(quiet, b"12")
+        assert payloads(await asyncio.wait_for(read(reader, 3), 10)) == ["10", "11", "12"]
+        assert await bridge.release(quiet) is True and await bridge.release(quiet) is False
+        assert flog.closed and bridge.log_for(quiet) is None
+        assert await asyncio.wait_for(read(reader, 1), 5) == []  # the reader ends
+        await bridge.close()
+        await js.delete_stream(stream)
+
+
 async def test_coalesced_wakeups_deliver_everything_in_order(nats_url: str) -> None:
     p = prefix()
     async with NatsClient(nats_url, subject_prefix=p) as client:

@@ -285,6 +285,10 @@ async def test_replay_last_and_absolute_start() -> None:
     assert log.subscribe(start=5).drain(10) == [5, 6, 7]
     assert log.subscribe().drain(10) == []
     assert [s for s, _ in log.retained()] == [3, 4, 5, 6, 7]
+    assert log.entry(3) == 3 and log.entry(7) == 7
+    for outside in (2, 8):
+        with pytest.raises(IndexError):
+            log.entry(outside)
     with pytest.raises(ValueError):
         FanoutLog(0)
 

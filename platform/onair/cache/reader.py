@@ -77,6 +77,8 @@ class CachedReader:
     Keys are full Valkey keys (build them with ``client.key(...)``). Values must be encodable by
     the codec (msgpack by default) and are shared between callers: treat them as immutable.
     ``None`` is a value like any other (a loader returning None caches "not found").
+    ``near_enabled=False`` skips the near cache: plain cache-aside on Valkey (untracked reads),
+    still single-flight, e.g. to measure what the near cache buys.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class CachedReader:
         name: str = "default",
         registry: CollectorRegistry | None = None,
         retry_after_s: float = 0.5,
+        near_enabled: bool = True,
     ) -> None:
         self.client = client
         self.tracker = tracker
@@ -99,6 +102,7 @@ class CachedReader:
         self.name = name
         self.metrics = CacheMetrics.create(name, registry)
         self.retry_after_s = retry_after_s
+        self.near_enabled = near_enabled
         self.loader_calls = 0
         self.valkey_calls = 0
         self._flight: SingleFlight[str, Any] = SingleFlight()
@@ -116,7 +120,7 @@ class CachedReader:
     async def get(self, key: str, loader: Loader | None = None) -> Any:
         """Near cache, then Valkey, then ``loader`` (None: Valkey is the source and a missing key
         reads as None)."""
-        if self.tracker.ready:
+        if self.near_enabled and self.tracker.ready:
             value = self.near.get(key)
             if value is not MISSING:
                 self._hit()
@@ -146,7 +150,7 @@ class CachedReader:
         """``(value, size)``; ``size < 0`` means the value must not go into the near cache."""
         if time.monotonic() < self._down_until:
             return await self._load_only(loader), -1
-        tracked = self.tracker.ready
+        tracked = self.near_enabled and self.tracker.ready
         conn = self.tracker.data if tracked else self.client.raw
         try:
             self._valkey_call()

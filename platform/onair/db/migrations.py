@@ -2,16 +2,20 @@
 
 A service keeps ``migrations/`` (``env.py`` + ``versions/``) in its package; its ``env.py`` is two
 lines that call :func:`run_env`. ``migrate(engine, "onair_services.x:migrations")`` upgrades to head
-on a connection of that engine, so the same code path serves the app start, the CLI and tests.
+on a connection of that engine, so the same code path serves the app start, the CLI and tests;
+``schema_revisions(engine, location)`` tells whether a database is at head without changing it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,8 +48,29 @@ async def migrate(engine: AsyncEngine, location: str, revision: str = "head") ->
         await conn.run_sync(_upgrade)
 
 
-def run_env(target_metadata: MetaData | None) -> None:
-    """Body of a service's ``env.py``: migrate on the connection ``migrate()`` handed over."""
+async def schema_revisions(engine: AsyncEngine, location: str) -> tuple[set[str], set[str]]:
+    """``(current, newest)`` revisions of the database behind ``engine``; equal when it is migrated.
+
+    Changes nothing (what ``onair migrate NAME --check`` and the k8s init containers that wait for
+    the migration Job ask). A database never migrated has no current revision.
+    """
+    cfg = alembic_config(location)
+    newest = set(ScriptDirectory.from_config(cfg).get_heads())
+
+    def _current(conn: Connection) -> set[str]:
+        ctx = MigrationContext.configure(conn, opts={"version_table": cfg.attributes["version_table"]})
+        return set(ctx.get_current_heads())
+
+    async with engine.connect() as conn:
+        current = await conn.run_sync(_current)
+    return current, newest
+
+
+def run_env(target_metadata: MetaData | Sequence[MetaData] | None) -> None:
+    """Body of a service's ``env.py``: migrate on the connection ``migrate()`` handed over.
+
+    ``target_metadata`` may list several (the service's own and ``onair.logstream.metadata``).
+    """
     conn: Any = context.config.attributes.get("connection")
     if conn is None:
         raise RuntimeError("run migrations through onair.db.migrate(engine, location)")

@@ -14,15 +14,21 @@ the bridge's O(1) callback makes unlikely) is not silent either: the bridge coun
 appends ``Gap(missed=n, reason="upstream")`` where they happened, before the next message.
 
 Subjects that need history (the last N chat messages for a viewer who joins) are fed from
-JetStream instead, by an ordered push consumer that starts N messages back in the stream. The log
-then retains that history for joiners (``subscribe(pattern, last=N)``), and after a reconnect the
-ordered consumer resumes at the next stream sequence, so such logs need no gap marker.
+JetStream instead, by an ordered push consumer that delivers the last N messages *of the pattern*
+(also in a stream shared with other subjects) before the live ones. ``feed`` returns once that
+history is in the log, so joiners find it there (``subscribe(pattern, last=N)``); after a reconnect
+the ordered consumer resumes at the next stream sequence, so such logs need no gap marker.
+
+Feeds are made once per pattern, also under concurrent callers (they all wait for the same
+set-up), and can be released (``release(pattern)``) when nobody reads them any more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
@@ -87,6 +93,13 @@ class _Feed:
     nats_sub: NatsSubscription | None = None
     jetstream: bool = False
     wake_pending: bool = False
+    # JetStream history: skip delivered messages while ``history`` or more matching ones follow
+    # them (a prefix only: once one is kept, every later one is), and note when the consumer has
+    # delivered everything that was pending (``caught_up``).
+    history: int = 0
+    keeping: bool = True
+    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
+    setup: asyncio.Future[None] | None = None
     # Messages nats-py dropped (slow consumer), and how many older ones were still queued when
     # the first of them was dropped: the gap goes after those.
     dropped: int = 0
@@ -103,6 +116,11 @@ class _Feed:
             metrics.upstream_gap(self.pattern)
         self.dropped = 0
         self.drop_after = 0
+
+
+def _retrieve(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 class FanoutBridge(Lifecycle):
@@ -155,6 +173,10 @@ class FanoutBridge(Lifecycle):
         self._closed = True
         feeds, self._feeds = self._feeds, {}
         for feed in feeds.values():
+            if feed.setup is not None and not feed.setup.done():
+                feed.setup.cancel()
+                with contextlib.suppress(BaseException):
+                    await feed.setup
             if feed.nats_sub is not None and self._connected():
                 try:
                     await feed.nats_sub.unsubscribe()
@@ -172,27 +194,72 @@ class FanoutBridge(Lifecycle):
 
     # -- feeds -------------------------------------------------------------------------------------
     def log_for(self, pattern: str) -> FanoutLog[FanoutMessage] | None:
+        """The log of ``pattern`` once its feed is set up (None before, or when there is none)."""
         feed = self._feeds.get(pattern)
-        return feed.log if feed else None
+        if feed is None or feed.setup is None or not feed.setup.done() or feed.setup.cancelled():
+            return None
+        return feed.log if feed.setup.exception() is None else None
 
     async def feed(
-        self, pattern: str, *, history: int = 0, stream: str | None = None
+        self,
+        pattern: str,
+        *,
+        history: int = 0,
+        stream: str | None = None,
+        capacity: int | None = None,
     ) -> FanoutLog[FanoutMessage]:
         """The log fed by ``pattern``, subscribing to NATS the first time (idempotent).
 
         With ``history > 0`` the feed comes from JetStream (``stream`` or the stream that captures
-        ``pattern``): the log starts with the last ``history`` messages of the stream that match.
+        ``pattern``): the log starts with the last ``history`` messages matching ``pattern`` and
+        this returns once they are in it (bounded by the client's timeout). ``capacity`` overrides
+        the bridge's window for this log. Concurrent calls for one pattern share one set-up, and a
+        caller that is cancelled does not cancel it for the others.
         """
         if self._closed:
             raise RuntimeError("FanoutBridge is closed")
         existing = self._feeds.get(pattern)
-        if existing is not None:
-            return existing.log
-        await self.start()
-        flog: FanoutLog[FanoutMessage] = FanoutLog(self.capacity, name=pattern)
-        feed = _Feed(pattern, flog, jetstream=history > 0)
+        if existing is None:
+            flog: FanoutLog[FanoutMessage] = FanoutLog(capacity or self.capacity, name=pattern)
+            existing = _Feed(pattern, flog, jetstream=history > 0, history=history)
+            self._feeds[pattern] = existing
+            existing.setup = asyncio.ensure_future(self._set_up(existing, stream))
+            existing.setup.add_done_callback(_retrieve)  # also when every caller went away
+        assert existing.setup is not None
+        await asyncio.shield(existing.setup)
+        return existing.log
+
+    async def _set_up(self, feed: _Feed, stream: str | None) -> None:
+        pattern, flog, history = feed.pattern, feed.log, feed.history
+        try:
+            await self.start()
+            on_msg = self._on_msg(feed)
+            if history > 0:
+                feed.nats_sub = await self._subscribe_jetstream(feed, stream, on_msg)
+            else:
+                feed.nats_sub = await self.client.subscribe(
+                    pattern,
+                    cb=on_msg,
+                    pending_msgs_limit=self.pending_msgs_limit,
+                    pending_bytes_limit=1 << 30,
+                )
+            # The subscription is in effect at the server when feed() returns.
+            await self.client.raw.flush(timeout=max(1, round(self.client.timeout_s)))
+            if history > 0:
+                await self._wait_for_history(feed)
+        except BaseException:
+            if self._feeds.get(pattern) is feed:
+                del self._feeds[pattern]
+            flog.close()
+            if feed.nats_sub is not None:
+                with contextlib.suppress(Exception):
+                    await feed.nats_sub.unsubscribe()
+            raise
+        log.info("fanout.feed_started", pattern=pattern, jetstream=feed.jetstream, capacity=flog.capacity)
+
+    def _on_msg(self, feed: _Feed) -> Callable[[Msg], Awaitable[None]]:
+        flog = feed.log
         coalesce = self.coalesce_s
-        self._feeds[pattern] = feed
 
         async def on_msg(msg: Msg) -> None:
             if flog.closed:
@@ -200,9 +267,19 @@ class FanoutBridge(Lifecycle):
             stream_seq = None
             if feed.jetstream and msg.reply:
                 try:
-                    stream_seq = msg.metadata.sequence.stream
+                    meta = msg.metadata
+                    stream_seq = meta.sequence.stream
+                    pending = meta.num_pending
                 except Exception:  # pragma: no cover - not a JetStream delivery
-                    stream_seq = None
+                    pending = 0
+                if not feed.keeping:
+                    if pending >= feed.history:  # older than the history asked for
+                        if pending == 0:  # pragma: no cover - only with history=0
+                            feed.caught_up.set()
+                        return
+                    feed.keeping = True
+                if pending == 0:
+                    feed.caught_up.set()
             entry = FanoutMessage(msg.subject, msg.data, flog.head, time.time(), msg.headers, stream_seq)
             flog.publish(entry, wake=not coalesce)
             if feed.dropped:
@@ -215,48 +292,81 @@ class FanoutBridge(Lifecycle):
                 feed.wake_pending = True
                 asyncio.get_running_loop().call_later(coalesce, feed.wake)
 
-        try:
-            if history > 0:
-                feed.nats_sub = await self._subscribe_jetstream(pattern, history, stream, on_msg)
-            else:
-                feed.nats_sub = await self.client.subscribe(
-                    pattern,
-                    cb=on_msg,
-                    pending_msgs_limit=self.pending_msgs_limit,
-                    pending_bytes_limit=1 << 30,
-                )
-            # The subscription is in effect at the server when feed() returns.
-            await self.client.raw.flush(timeout=max(1, round(self.client.timeout_s)))
-        except BaseException:
-            self._feeds.pop(pattern, None)
-            flog.close()
-            raise
-        log.info("fanout.feed_started", pattern=pattern, jetstream=feed.jetstream, capacity=self.capacity)
-        return flog
+        return on_msg
 
     async def _subscribe_jetstream(
-        self, pattern: str, history: int, stream: str | None, on_msg: object
+        self, feed: _Feed, stream: str | None, on_msg: Callable[[Msg], Awaitable[None]]
     ) -> NatsSubscription:
+        """An ordered consumer that delivers the last ``feed.history`` messages of the pattern first.
+
+        When the pattern is the whole stream, it starts that many stream sequences back. Otherwise
+        (a room among many in one stream) it starts at the first matching message and the callback
+        drops the ones followed by ``history`` or more matching messages (``num_pending``): only
+        what the stream retains for the pattern is read, and the server's subject index finds it.
+        """
         js = self.client.jetstream()
+        pattern, history = feed.pattern, feed.history
         name = stream or await js.find_stream_name_by_subject(pattern)
         info = await js.stream_info(name)
-        last = info.state.last_seq
-        start = max(1, last - history + 1)
+        if list(info.config.subjects or ()) == [pattern]:
+            start = max(1, info.state.last_seq - history + 1)
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
+        else:
+            feed.keeping = False
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
         return await js.subscribe(
             pattern,
             stream=name,
-            cb=on_msg,  # type: ignore[arg-type]
+            cb=on_msg,
             ordered_consumer=True,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start),
+            config=config,
             pending_msgs_limit=self.pending_msgs_limit,
             pending_bytes_limit=1 << 30,
         )
 
+    async def _wait_for_history(self, feed: _Feed) -> None:
+        """Return once the consumer delivered what was pending at its creation (the history)."""
+        sub = feed.nats_sub
+        assert sub is not None
+        if not feed.caught_up.is_set():
+            info = await sub.consumer_info()  # type: ignore[attr-defined]
+            if info.num_pending == 0 and info.delivered.consumer_seq == 0:
+                feed.caught_up.set()  # nothing matched: no history to wait for
+        try:
+            async with asyncio.timeout(max(1.0, 2 * self.client.timeout_s)):
+                await feed.caught_up.wait()
+        except TimeoutError:
+            log.warning("fanout.history_incomplete", pattern=feed.pattern, retained=len(feed.log))
+        feed.keeping = True
+
+    async def release(self, pattern: str) -> bool:
+        """Stop feeding ``pattern``: unsubscribe and close its log (its readers end). False if unknown."""
+        feed = self._feeds.pop(pattern, None)
+        if feed is None:
+            return False
+        if feed.setup is not None and not feed.setup.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(feed.setup)
+        if feed.nats_sub is not None and self._connected():
+            try:
+                await feed.nats_sub.unsubscribe()
+            except Exception as exc:  # pragma: no cover - best effort
+                log.warning("fanout.unsubscribe_failed", pattern=pattern, error=str(exc))
+        feed.log.close()
+        log.info("fanout.feed_released", pattern=pattern)
+        return True
+
     async def subscribe(
-        self, pattern: str, *, last: int = 0, history: int = 0, stream: str | None = None
+        self,
+        pattern: str,
+        *,
+        last: int = 0,
+        history: int = 0,
+        stream: str | None = None,
+        capacity: int | None = None,
     ) -> Subscription[FanoutMessage]:
         """A new local cursor on ``pattern``'s log; ``last=n`` replays up to n retained messages."""
-        flog = await self.feed(pattern, history=history, stream=stream)
+        flog = await self.feed(pattern, history=history, stream=stream, capacity=capacity)
         return flog.subscribe(last=last)
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:

@@ -151,6 +151,12 @@ class FanoutLog(Generic[T]):
         for seq in range(self.tail, self._head):
             yield seq, self._buf[seq % self._capacity]  # type: ignore[misc]
 
+    def entry(self, seq: int) -> T | Gap:
+        """The retained entry with sequence number ``seq`` (``IndexError`` when it is not retained)."""
+        if not self.tail <= seq < self._head:
+            raise IndexError(f"entry {seq} is not retained (retained: {self.tail}..{self._head - 1})")
+        return self._buf[seq % self._capacity]  # type: ignore[return-value]
+
     @property
     def delivered(self) -> int:
         """Entries handed to readers, as of each reader's last wait, skip or close."""

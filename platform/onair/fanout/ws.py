@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -59,13 +59,18 @@ async def serve_websocket(
     send_timeout_s: float | None = None,
     batch: int = 512,
     accept: bool = True,
+    encode_gap: Callable[[Gap], str] = gap_text,
+    initial: Sequence[str] = (),
 ) -> None:
-    """Accept ``websocket`` (unless already accepted) and stream ``sub`` until either side ends."""
+    """Accept ``websocket`` (unless already accepted) and stream ``sub`` until either side ends.
+
+    ``initial`` frames are sent first (e.g. the gap a resuming client has to be told about);
+    ``encode_gap`` makes the frame of a gap."""
     if accept:
         await websocket.accept()
     last_send = time.monotonic()
     lock = asyncio.Lock()
-    view = sub.log.view(encode, gap_text)  # each entry encoded once, shared by every connection
+    view = sub.log.view(encode, encode_gap)  # each entry encoded once, shared by every connection
 
     async def send(text: str) -> None:
         nonlocal last_send
@@ -81,15 +86,17 @@ async def serve_websocket(
             last_send = time.monotonic()
 
     async def sender() -> None:
+        for text in initial:
+            await send(text)
         while await sub.wait():
             if max_lag is not None and sub.lag > max_lag:
-                await send(gap_text(Gap(sub.skip_to_head(), "slow-client")))
+                await send(encode_gap(Gap(sub.skip_to_head(), "slow-client")))
                 if slow_client == "disconnect":
                     raise _SlowClient
                 continue
             behind, texts = sub.drain_encoded(view, batch)
             if behind is not None:
-                await send(gap_text(behind))
+                await send(encode_gap(behind))
                 if slow_client == "disconnect":
                     raise _SlowClient
             for text in texts:
