@@ -1,0 +1,1 @@
+"""web: the pages people see — server-rendered HTML (Jinja2) and a little plain JavaScript."""
