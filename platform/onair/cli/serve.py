@@ -52,5 +52,8 @@ def command(
         host=host,
         port=port if port is not None else default_port(name),
         log_config=None,
+        # every service logs its requests itself (the skeleton's access log, in the log contract);
+        # uvicorn's own line would be a second one per request, at a cost on every request
+        access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
