@@ -1,0 +1,1 @@
+"""wallet: accounts, a double-entry ledger, donations as orchestrated sagas (docs/wallet.md)."""
