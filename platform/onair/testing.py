@@ -15,16 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
+from onair.auth.standin import GatewayStandIn
 from onair.db.admin import create_database, drop_database
 from onair.devstack import Devstack, RunningServer
 
@@ -135,58 +133,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         asyncio.run(drop_database(admin, name))
 
 
-class IdentityIssuer:
-    """A gateway stand-in for service tests: its JWKS over HTTP, and signed identity headers.
-
-    ``issuer.jwks_url`` goes into ``RuntimeSettings(identity_jwks_url=...)``;
-    ``issuer.headers(username="alice", roles=("streamer",))`` -> ``{"X-Onair-Identity": token}``.
-    The user id defaults to ``u-<username>``. ``requests`` counts JWKS fetches.
-    """
-
-    def __init__(self) -> None:
-        from onair.auth import IDENTITY_HEADER, IdentitySigner, SigningKey, jwks_document
-
-        self.key = SigningKey.generate()
-        self.signer = IdentitySigner(self.key, ttl_s=60)
-        self.header_name = IDENTITY_HEADER
-        body = orjson.dumps(jwks_document([self.key]))
-        self.requests = 0
-        issuer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                issuer.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="identity-jwks", daemon=True)
-        self._thread.start()
-        self.jwks_url = f"http://127.0.0.1:{self._server.server_port}/.well-known/identity-jwks.json"
-
-    def token(
-        self,
-        username: str = "alice",
-        roles: Iterable[str] = ("viewer",),
-        user_id: str | None = None,
-        request_id: str | None = None,
-    ) -> str:
-        return self.signer.sign_for(user_id or f"u-{username}", username, roles, request_id)
-
-    def headers(
-        self, username: str = "alice", roles: Iterable[str] = ("viewer",), user_id: str | None = None
-    ) -> dict[str, str]:
-        return {self.header_name: self.token(username, roles, user_id)}
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+#: The gateway stand-in the ``identity_issuer`` fixture yields (see :mod:`onair.auth.standin`).
+IdentityIssuer = GatewayStandIn
 
 
 @pytest.fixture(scope="session")

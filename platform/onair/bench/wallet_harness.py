@@ -30,19 +30,19 @@ import os
 import random
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+
+from onair.auth.standin import GatewayStandIn
 
 Note = Callable[[str], None]
 HeadersFor = Callable[[str], Mapping[str, str]]
@@ -100,42 +100,14 @@ class Tally:
 
 
 # -- identities (direct mode: a stand-in for the gateway) -------------------------------------------
-class IdentityKeys:
-    """The gateway's part for a direct run: a JWKS over HTTP and a fresh identity per request."""
+def identity_headers(keys: GatewayStandIn, users: Mapping[str, BenchUser]) -> HeadersFor:
+    """A fresh identity per request for the bench users (direct mode)."""
 
-    def __init__(self) -> None:
-        from onair.auth import IDENTITY_HEADER, IdentitySigner, SigningKey, jwks_document
+    def headers(username: str) -> Mapping[str, str]:
+        u = users[username]
+        return {keys.header_name: keys.signer.sign_for(u.user_id, u.username, u.roles)}
 
-        self.key = SigningKey.generate()
-        self.signer = IdentitySigner(self.key, ttl_s=60)
-        self.header = IDENTITY_HEADER
-        body = orjson.dumps(jwks_document([self.key]))
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, name="bench-jwks", daemon=True).start()
-        self.jwks_url = f"http://127.0.0.1:{self._server.server_port}/.well-known/identity-jwks.json"
-
-    def headers_for(self, users: Mapping[str, BenchUser]) -> HeadersFor:
-        def headers(username: str) -> Mapping[str, str]:
-            u = users[username]
-            return {self.header: self.signer.sign_for(u.user_id, u.username, u.roles)}
-
-        return headers
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    return headers
 
 
 def load_users_file(path: Path) -> tuple[list[str], list[str], HeadersFor]:
@@ -642,7 +614,7 @@ async def _direct(cfg: WalletBenchConfig, say: Note) -> dict[str, Any]:
             stack.push_async_callback(drop_database, admin, name)
         else:
             database_url = f"sqlite+aiosqlite:///{tmp / 'wallet.db'}"
-        keys = IdentityKeys()
+        keys = GatewayStandIn()
         stack.callback(keys.close)
         say("publishing users (auth.user.created)")
         await publish_users(backend["ONAIR_KAFKA_BOOTSTRAP"], [*v_users, *s_users])
@@ -668,7 +640,7 @@ async def _direct(cfg: WalletBenchConfig, say: Note) -> dict[str, Any]:
             await wait_channels(client, [u.username for u in s_users])
         result = await _measure(
             clients,
-            keys.headers_for(users),
+            identity_headers(keys, users),
             [u.username for u in v_users],
             [u.username for u in s_users],
             cfg,
