@@ -57,6 +57,8 @@ class ChatSettings(BaseSettings):
     feed_idle_s: float = Field(default=60.0, ge=0)
     """A room or user feed nobody read for this long is released (its JetStream consumer goes)."""
     relay_interval_s: float = Field(default=5.0, gt=0)
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    """Replicas of the CHAT and NOTIFY streams (3 on a 3-node NATS cluster: a node lost loses nothing)."""
     projections: bool = True
     """Run the projections here (every chat process does in production; tests switch it off in replicas)."""
     gc_freeze: bool = True

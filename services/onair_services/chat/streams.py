@@ -85,6 +85,7 @@ def stream_configs(nats: NatsClient, settings: ChatSettings) -> list[StreamConfi
             storage=StorageType.FILE,
             duplicate_window=settings.duplicate_window_s,
             allow_direct=True,
+            num_replicas=settings.stream_replicas,
         ),
         StreamConfig(
             name=settings.notify_stream,
@@ -96,6 +97,7 @@ def stream_configs(nats: NatsClient, settings: ChatSettings) -> list[StreamConfi
             storage=StorageType.FILE,
             duplicate_window=settings.duplicate_window_s,
             allow_direct=True,
+            num_replicas=settings.stream_replicas,
         ),
     ]
 
