@@ -28,13 +28,9 @@ measure the gateway (see ``onair bench gateway``), not what the near cache buys.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -45,6 +41,8 @@ from typing import Any
 
 import httpx
 
+from onair.bench import loadgen
+
 TARGETS = {
     "write_to_read_p99_ms": 300.0,
     "write_to_search_p99_ms": 500.0,
@@ -52,101 +50,10 @@ TARGETS = {
     "cache_speedup": 3.0,
     "stale_reads": 0,
 }
+ZIPF = 1.1
 POLL_S = 0.005
 GIVE_UP_S = 10.0
 Note = Callable[[str], None]
-
-
-# -- the load generator (its own process) ------------------------------------------------------------
-def _zipf_weights(n: int, s: float = 1.1) -> list[float]:
-    return [1.0 / (i + 1) ** s for i in range(n)]
-
-
-async def _load(
-    base: str, channels: list[str], concurrency: int, seconds: float, rate: float, warmup_s: float
-) -> dict[str, Any]:
-    import aiohttp
-
-    weights = _zipf_weights(len(channels))
-    rng = random.Random(7)
-    urls = [f"{base}/live/{c}" for c in channels]
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    errors = 0
-    interval = concurrency / rate if rate > 0 else 0.0
-    connector = aiohttp.TCPConnector(limit=concurrency, ttl_dns_cache=None)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-
-        async def worker(until: float, record: bool) -> None:
-            nonlocal errors
-            perf = time.perf_counter
-            next_at = perf() + rng.random() * interval
-            while True:
-                now = perf()
-                if now >= until:
-                    return
-                if interval:
-                    if next_at > now:
-                        await asyncio.sleep(next_at - now)
-                    next_at += interval
-                url = rng.choices(urls, weights)[0]
-                start = perf()
-                try:
-                    async with session.get(url) as resp:
-                        await resp.read()
-                        status = resp.status
-                except aiohttp.ClientError:
-                    errors += record
-                    continue
-                if record:
-                    latencies.append(perf() - start)
-                    statuses[status] = statuses.get(status, 0) + 1
-
-        began = time.perf_counter()
-        if warmup_s > 0:
-            await asyncio.gather(*(worker(began + warmup_s, False) for _ in range(concurrency)))
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(began + seconds, True) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - began
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "requests": n,
-        "rps": n / elapsed if elapsed else 0.0,
-        "p50_ms": latencies[n // 2] * 1000 if n else 0.0,
-        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "errors": errors,
-    }
-
-
-def _load_main(args: argparse.Namespace) -> None:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    result = asyncio.run(
-        _load(args.base, args.channels.split(","), args.concurrency, args.seconds, args.rate, args.warmup)
-    )
-    print(json.dumps(result))
-
-
-def _spawn_load(
-    base: str, channels: list[str], concurrency: int, seconds: float, rate: float, warmup_s: float
-) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "onair.bench.e2e_harness", "load", "--base", base]
-    argv += ["--channels", ",".join(channels), "--concurrency", str(concurrency)]
-    argv += ["--seconds", str(seconds), "--rate", str(rate), "--warmup", str(warmup_s)]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-
-
-def _load_result(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]:
-    out, _ = proc.communicate(timeout=timeout_s)
-    if proc.returncode != 0:
-        raise RuntimeError(f"load generator exited with {proc.returncode}")
-    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 # -- counters --------------------------------------------------------------------------------------
@@ -386,22 +293,23 @@ def run(
 
             note(f"mixed phase: {seconds:g} s, reads at {read_rate:g}/s via the gateway, writes, go-lives")
             before = _scrape(liveinfo)
-            load = _spawn_load(gateway, names, read_concurrency, seconds, read_rate, 1.0)
-            time.sleep(1.0)
+            reads_at = [f"{gateway}/live/{c}" for c in names]
+            load = loadgen.start(
+                reads_at, concurrency=read_concurrency, seconds=seconds, rate=read_rate, zipf=ZIPF
+            )
+            time.sleep(1.0)  # the generator's warm-up
             mixed = asyncio.run(_mixed(gateway, streamers, seconds, writes_per_s, golive_per_s))
-            gateway_reads = _load_result(load, seconds + 60)
+            gateway_reads = loadgen.result(load, seconds + 60)
             reads, cmds_per_read, db_per_read = _per_read(before, _scrape(liveinfo))
 
             note(f"capacity: liveinfo as deployed, {capacity_seconds:g} s at {concurrency} connections")
-            cached = _load_result(
-                _spawn_load(liveinfo, names, concurrency, capacity_seconds, 0, 1.0), capacity_seconds + 60
-            )
+            direct = [f"{liveinfo}/live/{c}" for c in names]
+            capacity = {"concurrency": concurrency, "seconds": capacity_seconds, "zipf": ZIPF}
+            cached = loadgen.measure(direct, **capacity)
             note("capacity: liveinfo restarted with the near cache off")
             platform.fleet.extra_env.setdefault("liveinfo", {})["ONAIR_LIVEINFO_NEAR_CACHE"] = "false"
             platform.fleet.restart("liveinfo")
-            uncached = _load_result(
-                _spawn_load(liveinfo, names, concurrency, capacity_seconds, 0, 1.0), capacity_seconds + 60
-            )
+            uncached = loadgen.measure(direct, **capacity)
             note("stopping the platform")
     speedup = cached["rps"] / uncached["rps"] if uncached["rps"] else 0.0
     return {
@@ -433,22 +341,3 @@ def run(
         if mixed.write_to_read_ms
         else 0.0,
     }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m onair.bench.e2e_harness")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    load = sub.add_parser("load", help="the read load generator (its own process)")
-    load.add_argument("--base", required=True)
-    load.add_argument("--channels", required=True)
-    load.add_argument("--concurrency", type=int, default=16)
-    load.add_argument("--seconds", type=float, default=10.0)
-    load.add_argument("--rate", type=float, default=0.0, help="requests/s in all (0: closed loop)")
-    load.add_argument("--warmup", type=float, default=1.0)
-    args = parser.parse_args()
-    if args.cmd == "load":
-        _load_main(args)
-
-
-if __name__ == "__main__":
-    main()

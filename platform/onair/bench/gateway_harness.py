@@ -10,7 +10,7 @@ Processes (all on loopback):
   path), identity signing per request, the per-IP and per-user rate limits (limits far above the
   load, so every request is counted and none refused), the breaker, the access log (to a file);
 * **Valkey** from the devstack (the gateway's revocation near cache and rate-limit syncs);
-* **load generator** — its own process (``... load``), aiohttp on uvloop, ``concurrency``
+* **load generator** — its own process (:mod:`onair.bench.loadgen`), aiohttp on uvloop, ``concurrency``
   keep-alive connections in a closed loop, ``seconds`` per phase after a warm-up.
 
 Each round runs four phases: ``direct`` (the upstream's URL, no token) and ``gateway`` (the
@@ -29,7 +29,6 @@ script; the bench's own ``INFO`` calls are subtracted) divided by the requests a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -41,6 +40,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from onair.bench import loadgen
 
 TARGETS = {"gateway_rps_ratio": 0.5, "overhead_p50_ms": 1.0, "valkey_cmds_per_request": 0.05}
 AUTH_ISSUER = "onair-auth"
@@ -72,66 +73,6 @@ def upstream_app(key_file: Path) -> Any:
 
     spec = ServiceSpec(name="benchup", identity=False)
     return create_service_app(spec, [router], settings=RuntimeSettings(log_level="WARNING"))
-
-
-# -- the load generator ----------------------------------------------------------------------------
-async def _load(
-    url: str, headers: dict[str, str], concurrency: int, seconds: float, warmup_s: float
-) -> dict[str, Any]:
-    import aiohttp
-
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    errors = 0
-    connector = aiohttp.TCPConnector(limit=concurrency, ttl_dns_cache=None, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False, headers=headers) as session:
-
-        async def worker(until: float, record: bool) -> None:
-            nonlocal errors
-            perf = time.perf_counter
-            while True:
-                start = perf()
-                if start >= until:
-                    return
-                try:
-                    async with session.get(url) as resp:
-                        await resp.read()
-                        status = resp.status
-                except aiohttp.ClientError:
-                    errors += record
-                    continue
-                if record:
-                    latencies.append(perf() - start)
-                    statuses[status] = statuses.get(status, 0) + 1
-
-        now = time.perf_counter()
-        await asyncio.gather(*(worker(now + warmup_s, False) for _ in range(concurrency)))
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(began + seconds, True) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - began
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "requests": n,
-        "seconds": elapsed,
-        "rps": n / elapsed if elapsed else 0.0,
-        "p50_ms": latencies[n // 2] * 1000 if n else 0.0,
-        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
-        "statuses": {str(k): v for k, v in statuses.items()},
-        "errors": errors,
-    }
-
-
-def _load_main(args: argparse.Namespace) -> None:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    headers = json.loads(args.headers)
-    result = asyncio.run(_load(args.url, headers, args.concurrency, args.seconds, args.warmup))
-    print(json.dumps(result))
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -194,25 +135,9 @@ def _cpu_s(pid: int) -> float:
 def _phase(
     url: str, headers: dict[str, str], concurrency: int, seconds: float, warmup_s: float
 ) -> dict[str, Any]:
-    argv = [
-        sys.executable,
-        "-m",
-        "onair.bench.gateway_harness",
-        "load",
-        "--url",
-        url,
-        "--headers",
-        json.dumps(headers),
-        "--concurrency",
-        str(concurrency),
-        "--seconds",
-        str(seconds),
-        "--warmup",
-        str(warmup_s),
-    ]
-    done = subprocess.run(argv, capture_output=True, check=True, timeout=seconds + warmup_s + 120)
-    result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    return result
+    return loadgen.measure(
+        [url], headers=headers, concurrency=concurrency, seconds=seconds, warmup_s=warmup_s
+    )
 
 
 def run(
@@ -410,12 +335,6 @@ def main() -> None:
     up = sub.add_parser("upstream")
     up.add_argument("--port", type=int, required=True)
     up.add_argument("--key-file", type=Path, required=True)
-    load = sub.add_parser("load")
-    load.add_argument("--url", required=True)
-    load.add_argument("--headers", default="{}")
-    load.add_argument("--concurrency", type=int, default=16)
-    load.add_argument("--seconds", type=float, default=5.0)
-    load.add_argument("--warmup", type=float, default=1.0)
     args = parser.parse_args()
     if args.role == "upstream":
         import uvicorn
@@ -428,8 +347,6 @@ def main() -> None:
             log_level="warning",
             access_log=False,
         )
-    else:
-        _load_main(args)
 
 
 if __name__ == "__main__":

@@ -228,11 +228,15 @@ def http_sink(url: str, app: str, token: str | None = None, timeout_s: float = 1
 
     endpoint = f"{url.rstrip('/')}/v1/profiles/{check_app(app)}"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # One client for the life of the sink, made on first use (in the uploader's loop): a client
+    # per upload would build a TLS context (tens of ms of CPU) every time.
+    clients: list[httpx.AsyncClient] = []
 
     async def send(data: bytes) -> None:
-        async with httpx.AsyncClient(timeout=timeout_s, headers=headers) as client:
-            resp = await client.post(endpoint, content=data)
-            resp.raise_for_status()
+        if not clients:
+            clients.append(httpx.AsyncClient(timeout=timeout_s, headers=headers))
+        resp = await clients[0].post(endpoint, content=data)
+        resp.raise_for_status()
 
     return send
 
